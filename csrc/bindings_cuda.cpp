@@ -1,0 +1,87 @@
+// stressvae._cuda: the CUDA native core. Takes raw device pointers and the
+// caller's stream as integers (stressvae/native.py takes them from torch
+// tensors after validating them); no torch or CUDA header is included here.
+#include <pybind11/pybind11.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "cuda/sample_cuda.h"
+
+namespace py = pybind11;
+
+namespace {
+
+std::atomic<uint64_t> g_sample_calls{0}, g_sample_rows{0}, g_normals_calls{0}, g_normals_rows{0};
+
+template <class T>
+T* ptr(uintptr_t p) {
+  return reinterpret_cast<T*>(p);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cuda, m) {
+  m.doc() = "stressvae native CUDA core: fused reparameterized sampling on the GPU";
+
+  m.def(
+      "sample",
+      [](uintptr_t z, uintptr_t mu, uintptr_t logvar, uintptr_t index, int64_t n, int64_t d,
+         int64_t k, int mode, uint64_t seed, uint64_t offset, float scale, uint32_t tag,
+         uintptr_t stream) {
+        {
+          py::gil_scoped_release release;
+          svae::cuda::sample(ptr<float>(z), ptr<const float>(mu), ptr<const float>(logvar),
+                             ptr<const int64_t>(index), n, d, k, mode, seed, offset, scale, tag,
+                             ptr<void>(stream));
+        }
+        g_sample_calls.fetch_add(1);
+        g_sample_rows.fetch_add(static_cast<uint64_t>(n));
+      },
+      py::arg("z"), py::arg("mu"), py::arg("logvar"), py::arg("index"), py::arg("n"), py::arg("d"),
+      py::arg("k"), py::arg("mode"), py::arg("seed"), py::arg("offset"), py::arg("scale"),
+      py::arg("tag"), py::arg("stream"),
+      "Device pointers in; enqueues the fused sampler on `stream`.");
+  m.def(
+      "normals",
+      [](uintptr_t out, int64_t n, int64_t d, uint64_t seed, uint32_t tag, uint64_t offset,
+         uintptr_t stream) {
+        {
+          py::gil_scoped_release release;
+          svae::cuda::normals(ptr<float>(out), n, d, seed, tag, offset, ptr<void>(stream));
+        }
+        g_normals_calls.fetch_add(1);
+        g_normals_rows.fetch_add(static_cast<uint64_t>(n));
+      },
+      py::arg("out"), py::arg("n"), py::arg("d"), py::arg("seed"), py::arg("tag"),
+      py::arg("offset"), py::arg("stream"));
+  m.def("device_count", [] {
+    std::string why;
+    const int n = svae::cuda::device_count(&why);
+    return py::make_tuple(n, why);
+  });
+  m.def("device_name", &svae::cuda::device_name, py::arg("device"));
+  m.def("runtime_version", &svae::cuda::runtime_version);
+  m.def("driver_version", &svae::cuda::driver_version);
+  m.def(
+      "synchronize",
+      [](uintptr_t stream) {
+        py::gil_scoped_release release;
+        svae::cuda::synchronize(ptr<void>(stream));
+      },
+      py::arg("stream"));
+  m.def("counters", [] {
+    py::dict d;
+    d["sample_cuda_calls"] = g_sample_calls.load();
+    d["sample_cuda_rows"] = g_sample_rows.load();
+    d["normals_cuda_calls"] = g_normals_calls.load();
+    d["normals_cuda_rows"] = g_normals_rows.load();
+    return d;
+  });
+#ifdef SVAE_CUDA_ARCHS
+  m.attr("ARCHS") = SVAE_CUDA_ARCHS;
+#else
+  m.attr("ARCHS") = "";
+#endif
+}
