@@ -1,0 +1,108 @@
+"""The CUDA sampler: bit-identical to the CPU sampler, on the caller's
+stream. Marked `cuda`: skipped with the reason when no GPU is usable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import bits
+
+from stressvae import NativeInputError, native
+
+pytestmark = pytest.mark.cuda
+
+
+def posterior(rng, k, d):
+    return rng.normal(0, 1.5, (k, d)).astype(np.float32), rng.uniform(-8, 3, (k, d)).astype(
+        np.float32
+    )
+
+
+def cuda(*arrays):
+    return [torch.from_numpy(a).cuda() for a in arrays]
+
+
+@pytest.mark.parametrize("d", [1, 3, 16, 17, 64, 300])
+def test_all_modes_bit_identical_to_cpu(d, rng):
+    mu, lv = posterior(rng, 11, d)
+    index = rng.integers(0, 11, 5000).astype(np.int64)
+    off = 2**32 - 1000
+    cases = [
+        ((mu[:1], lv[:1], 5000), {}),
+        ((np.repeat(mu, 50, 0), np.repeat(lv, 50, 0)), {}),
+        ((mu, lv), {"index": index}),
+    ]
+    for args, kw in cases:
+        cpu = native.sample_latent(*args, seed=77, offset=off, scale=0.6, **kw)
+        g_args = [*cuda(*args[:2]), *args[2:]]
+        g_kw = {"index": cuda(kw["index"])[0]} if kw else {}
+        gpu = native.sample_latent(*g_args, seed=77, offset=off, scale=0.6, **g_kw)
+        assert gpu.is_cuda
+        assert np.array_equal(bits(gpu), bits(cpu))
+
+
+def test_runs_on_the_callers_stream(rng):
+    mu, lv = posterior(rng, 1, 16)
+    cpu = native.sample_latent(mu, lv, 1_000_000, seed=3)
+    g_mu, g_lv = cuda(mu, lv)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        z = native.sample_latent(g_mu, g_lv, 1_000_000, seed=3)
+        z.mul_(1.0)  # queued behind the sampler on the same stream
+    stream.synchronize()
+    assert np.array_equal(bits(z), bits(cpu))
+
+
+def test_chunking_on_gpu_equals_full_cpu_draw(rng):
+    mu, lv = posterior(rng, 1, 16)
+    n = 300_000
+    cpu = native.sample_latent(mu, lv, n, seed=12)
+    g_mu, g_lv = cuda(mu, lv)
+    parts = [
+        native.sample_latent(g_mu, g_lv, min(65536, n - s), seed=12, offset=s)
+        for s in range(0, n, 65536)
+    ]
+    assert np.array_equal(bits(torch.cat(parts)), bits(cpu))
+
+
+def test_self_check_ran_and_counts_moved(rng):
+    before = native.native_info()["counts"]["sample_cuda_calls"]
+    mu, lv = cuda(*posterior(rng, 1, 8))
+    native.sample_latent(mu, lv, 10, seed=0)
+    info = native.native_info()
+    assert info["cuda"]["self_checked"]
+    # the self-check is one extra call the first time
+    assert info["counts"]["sample_cuda_calls"] >= before + 1
+
+
+def test_cuda_normals_equal_cpu_normals():
+    from stressvae import _cuda
+
+    n, d = 4097, 19
+    out = torch.empty((n, d), device="cuda")
+    _cuda.normals(
+        out.data_ptr(),
+        n,
+        d,
+        5,
+        native.TAG_OBSERVATION,
+        2**33,
+        torch.cuda.current_stream().cuda_stream,
+    )
+    torch.cuda.synchronize()
+    cpu = native.normals(n, d, seed=5, tag=native.TAG_OBSERVATION, offset=2**33)
+    assert np.array_equal(bits(out), bits(cpu))
+
+
+def test_device_mismatch_is_refused(rng):
+    mu, lv = cuda(*posterior(rng, 3, 4))
+    with pytest.raises(NativeInputError, match="index is on cpu but mu is on cuda"):
+        native.sample_latent(mu, lv, seed=0, index=torch.zeros(5, dtype=torch.int64))
+    with pytest.raises(NativeInputError, match="device='cpu' was asked but mu is on cuda"):
+        native.sample_latent(mu, lv, seed=0, device="cpu")
+
+
+def test_zero_rows_on_gpu():
+    mu, lv = cuda(np.zeros(4, np.float32), np.zeros(4, np.float32))
+    assert native.sample_latent(mu, lv, 0, seed=0).shape == (0, 4)
