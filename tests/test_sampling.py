@@ -168,12 +168,14 @@ def test_extreme_logvar_is_clamped_so_sigma_stays_finite():
     np.testing.assert_allclose(z[:, 0], sigma_hi * eps[:, 0], rtol=1e-5)
 
 
-class TestEpsStatistics:
+@pytest.fixture(scope="module")
+def eps():
     """10^6 draws of eps (16 columns x 62,500 scenarios)."""
+    return native.normals(62_500, 16, seed=20261121).astype(np.float64)
 
-    @pytest.fixture(scope="class")
-    def eps(self):
-        return native.normals(62_500, 16, seed=20261121).astype(np.float64)
+
+class TestEpsStatistics:
+    """Moments, KS, tails and correlations of 10^6 normals."""
 
     def test_moments(self, eps):
         x = eps.ravel()
