@@ -1,10 +1,57 @@
 """stressvae: stress-test trading strategies on synthetic markets.
 
-The public API lives here and nowhere else. Heavy optional parts (vectorbt,
-arch, matplotlib) are imported where they are used, never at package import.
+The public API lives here and nowhere else. Names are loaded on first use,
+so ``import stressvae`` stays light: torch, pandas, arch, vectorbt and
+matplotlib are imported by the parts that need them.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 from ._version import __version__
 from .native import NativeInputError, native_info, sample_latent
 
-__all__ = ["NativeInputError", "__version__", "native_info", "sample_latent"]
+_LAZY = {
+    "load_dataset": "datasets",
+    "DATASETS": "datasets",
+    "load_prices": "data",
+    "WindowData": "data",
+    "Scaler": "data",
+    "RegimeThresholds": "data",
+    "ScenarioVAE": "model",
+    "DecoderWeights": "model",
+    "top_anomalies": "model",
+    "Trainer": "train",
+    "History": "train",
+}
+
+__all__ = ["NativeInputError", "__version__", "native_info", "sample_latent", *sorted(_LAZY)]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stressvae' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # pragma: no cover - names for type checkers and editors
+    from .data import RegimeThresholds as RegimeThresholds
+    from .data import Scaler as Scaler
+    from .data import WindowData as WindowData
+    from .data import load_prices as load_prices
+    from .datasets import DATASETS as DATASETS
+    from .datasets import load_dataset as load_dataset
+    from .model import DecoderWeights as DecoderWeights
+    from .model import ScenarioVAE as ScenarioVAE
+    from .model import top_anomalies as top_anomalies
+    from .train import History as History
+    from .train import Trainer as Trainer

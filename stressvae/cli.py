@@ -1,8 +1,7 @@
-"""The ``stressvae`` command.
+"""The ``stressvae`` command: demo, train, anomalies, info.
 
-For now it has ``demo`` (draws latent scenarios through the native core and
-says what it did) and ``info`` (what was built). Later stages add train,
-generate, stress, evaluate, anomalies, report and bench.
+Errors are one line on stderr and exit code 2. Later stages add generate,
+stress, evaluate, report and bench.
 """
 
 from __future__ import annotations
@@ -152,6 +151,107 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_data(spec: str, window: int, val_fraction: float, missing: str, pool: bool):
+    from .data import WindowData
+    from .datasets import DATASETS, load_dataset
+
+    prices = load_dataset(spec) if spec in DATASETS else spec
+    return WindowData.from_prices(
+        prices, window=window, val_fraction=val_fraction, missing=missing, pool=pool
+    )
+
+
+def _describe(data, spec: str) -> str:
+    n_tr, n_va = int(np.sum(data.split == "train")), int(np.sum(data.split == "val"))
+    assets = ", ".join(data.asset_names)
+    return (
+        f"{spec}: {len(data.windows):,} windows of {data.window} days x {data.n_assets} "
+        f"asset(s) ({assets}), {data.end_dates[0].date()}..{data.end_dates[-1].date()}; "
+        f"train {n_tr:,}, validation {n_va:,}"
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .model import ScenarioVAE
+    from .train import ACTIVE_KL, Trainer
+
+    say = (lambda *a: None) if args.quiet else print
+    data = _load_data(args.data, args.window, args.val_fraction, args.missing, args.pool)
+    say(f"data      {_describe(data, args.data)}")
+    torch.manual_seed(args.seed)
+    model = ScenarioVAE(
+        window=args.window,
+        n_assets=data.n_assets,
+        latent_dim=args.latent_dim,
+        hidden_dims=args.hidden,
+        activation=args.activation,
+        beta=args.beta,
+        likelihood=args.likelihood,
+    )
+    say(f"model     {model!r}")
+    trainer = Trainer(
+        max_epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    model.set_data_stats(data.scaler, data.thresholds)
+    before = trainer._evaluate(
+        model.to(trainer.device).eval(), torch.as_tensor(data.scaled("val"), device=trainer.device)
+    )[0]
+    history = trainer.fit(model, data)
+    best = history.to_frame()["val_loss"].min()
+    how = "early stop" if history.stopped_early else "epoch limit"
+    say(
+        f"trained   {len(history.records)} epochs in {history.seconds:.1f} s (best epoch "
+        f"{history.best_epoch}, {how}); validation loss {before:.2f} -> {best:.2f} nats/window"
+    )
+    say(
+        f"latent    {history.active_dims} of {model.latent_dim} dimensions active "
+        f"(KL > {ACTIVE_KL} nats)"
+    )
+    today = model.regime_of(data.latest())
+    say(f"today     the latest window (ending {data.returns.index[-1].date()}) looks {today}")
+    path = model.save(args.out)
+    say(f"saved     {path}")
+    return 0
+
+
+def cmd_anomalies(args: argparse.Namespace) -> int:
+    from .model import ScenarioVAE, top_anomalies
+
+    model = ScenarioVAE.load(args.model)
+    data = _load_data(args.data, model.window, 0.2, args.missing, args.pool)
+    if data.n_assets != model.n_assets:
+        raise CliError(
+            f"the model was trained on {model.n_assets} asset(s), {args.data} has {data.n_assets}"
+        )
+    top = top_anomalies(model, data, top=args.top, kl_weight=args.kl_weight, split=args.split)
+    if args.quiet:
+        return 0
+    print(
+        f"The {len(top)} most anomalous {model.window}-day windows of {args.data} "
+        f"(non-overlapping; score = residual + {args.kl_weight:g} x KL, higher is stranger):"
+    )
+    print()
+    print(
+        f"{'rank':>4}  {'start':10}  {'end':10}  {'score':>7}  {'resid':>6}  {'KL':>6}  "
+        f"{'regime':7}  {'return':>7}  {'drawdown':>8}  split"
+    )
+    for r in top.to_dict("records"):
+        print(
+            f"{r['rank']:>4}  {r['start'].date()}  {r['end'].date()}  {r['score']:7.2f}  "
+            f"{r['residual']:6.2f}  {r['kl']:6.2f}  {r['regime']:7}  "
+            f"{np.expm1(r['return']):+7.1%}  {np.expm1(r['drawdown']):+8.1%}  {r['split']}"
+        )
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     print(json.dumps(native.native_info(), indent=2))
     return 0
@@ -186,6 +286,90 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="print nothing on success")
     demo.set_defaults(func=cmd_demo)
 
+    def data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--data",
+            default="sp500",
+            help="bundled dataset (sp500, sp500_nasdaq) or a CSV / parquet file of daily "
+            "prices: a date column, then one column per asset (default sp500)",
+        )
+        p.add_argument(
+            "--missing",
+            default="raise",
+            choices=["raise", "ffill", "drop"],
+            help="what to do with missing prices: stop with an error (default), carry the "
+            "last price forward, or drop the dates",
+        )
+        p.add_argument(
+            "--pool", action="store_true", help="treat each column as its own series and pool them"
+        )
+        p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+    train = sub.add_parser(
+        "train",
+        help="learn the distribution of market windows from real prices",
+        description=(
+            "Trains a ScenarioVAE on windows of daily log returns (the later 20%% of the "
+            "history is held out to stop training at the best point) and saves it."
+        ),
+    )
+    data_args(train)
+    train.add_argument(
+        "--window", type=_positive_int, default=64, help="days per window (default 64)"
+    )
+    train.add_argument(
+        "--val-fraction", type=float, default=0.2, help="held-out later part (default 0.2)"
+    )
+    train.add_argument(
+        "--latent-dim", type=_positive_int, default=16, help="latent dimension (default 16)"
+    )
+    train.add_argument(
+        "--hidden",
+        type=lambda t: tuple(_positive_int(x) for x in t.split(",")),
+        default=(256, 256),
+        help="hidden widths, e.g. 256,256 (default)",
+    )
+    train.add_argument("--activation", default="silu", choices=["silu", "relu", "tanh", "gelu"])
+    train.add_argument(
+        "--likelihood",
+        default="gaussian",
+        choices=["gaussian", "mse"],
+        help="gaussian: a volatility per day (default); mse: mean only (too smooth)",
+    )
+    train.add_argument("--beta", type=float, default=1.0, help="KL weight (default 1)")
+    train.add_argument(
+        "--epochs", type=_positive_int, default=200, help="at most this many (default 200)"
+    )
+    train.add_argument("--batch-size", type=_positive_int, default=256)
+    train.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    train.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=20,
+        help="epochs without improvement before stopping",
+    )
+    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    train.add_argument(
+        "--out", default="stressvae-model.safetensors", help="where to save the model"
+    )
+    train.set_defaults(func=cmd_train)
+
+    anomalies = sub.add_parser(
+        "anomalies",
+        help="list the strangest real windows, with dates",
+        description=(
+            "Scores every window of the data with a trained model and lists the most anomalous "
+            "ones that do not overlap: jumps, crashes, stale prices and unusual regimes."
+        ),
+    )
+    anomalies.add_argument("--model", required=True, help="a model saved by `stressvae train`")
+    data_args(anomalies)
+    anomalies.add_argument("--top", type=_positive_int, default=10, help="how many (default 10)")
+    anomalies.add_argument("--kl-weight", type=float, default=1.0, help="weight of the regime term")
+    anomalies.add_argument("--split", default="all", choices=["all", "train", "val"])
+    anomalies.set_defaults(func=cmd_anomalies)
+
     info = sub.add_parser("info", help="what was built and which devices are usable (JSON)")
     info.set_defaults(func=cmd_info)
     return parser
@@ -196,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, native.NativeInputError, RuntimeError) as err:
+    except (CliError, ValueError, RuntimeError, FloatingPointError) as err:
         print(f"stressvae: error: {err}", file=sys.stderr)
         return 2
 

@@ -48,3 +48,35 @@ def bits(x) -> np.ndarray:
     if not isinstance(x, np.ndarray):
         x = x.detach().cpu().numpy()
     return np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+
+
+@pytest.fixture(scope="session")
+def sp500_data():
+    from stressvae import WindowData, load_dataset
+
+    return WindowData.from_prices(load_dataset("sp500"), window=64)
+
+
+@pytest.fixture(scope="session")
+def trained(sp500_data):
+    """The default ScenarioVAE trained with the default Trainer on the bundled
+    S&P 500 (once per test session), with its history and the validation
+    loss of the same model before training."""
+    import time
+
+    import torch
+
+    from stressvae import ScenarioVAE, Trainer
+
+    torch.manual_seed(0)
+    model = ScenarioVAE(window=64, n_assets=1)
+    trainer = Trainer(seed=0, progress=False)
+    model.set_data_stats(sp500_data.scaler, sp500_data.thresholds)
+    untrained = trainer._evaluate(model.eval(), torch.as_tensor(sp500_data.scaled("val")))[0]
+    t0 = time.perf_counter()
+    history = trainer.fit(model, sp500_data)
+    print(
+        f"\ndefault model trained on S&P 500 in {time.perf_counter() - t0:.1f} s, "
+        f"{len(history.records)} epochs, best {history.best_epoch}"
+    )
+    return model, history, untrained

@@ -1,0 +1,531 @@
+"""Prices in, windows of log returns out: loading, validation, the
+time-ordered split, the scaler and regime labels.
+
+Units: every array of windows this module hands out is float32
+``[n, window, assets]`` of daily log returns, ``log(p_t / p_{t-1})``, the
+units every later stage takes. Standardization happens inside the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["RegimeThresholds", "Scaler", "WindowData", "load_prices"]
+
+MISSING_POLICIES = ("raise", "ffill", "drop")
+REGIMES = ("calm", "normal", "crisis", "tail")
+
+
+# ------------------------------------------------------------------ prices
+def load_prices(
+    source: str | Path | pd.DataFrame | pd.Series,
+    *,
+    missing: str = "raise",
+) -> pd.DataFrame:
+    """Daily prices as a validated DataFrame (date index, one float64 column
+    per asset).
+
+    ``source`` is a DataFrame or Series with a date index, or the path of a
+    CSV (first column the dates) or parquet file (a date index or a first
+    date column). Checks, each a ``ValueError`` that names the problem:
+    non-numeric columns, NaN, inf, prices <= 0, unparseable, unsorted or
+    duplicate dates, fewer than 2 rows. Missing values raise unless
+    ``missing="ffill"`` (carry the last price forward; leading gaps are
+    dropped) or ``missing="drop"`` (drop dates where any asset is missing)
+    is asked for explicitly.
+    """
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
+    frame = _read(source)
+    frame = _with_date_index(frame)
+    _check_dates(frame.index)
+    frame = _numeric(frame)
+    frame = _handle_missing(frame, missing)
+    _check_values(frame)
+    if len(frame) < 2:
+        raise ValueError(f"need at least 2 rows of prices, got {len(frame)}")
+    return frame
+
+
+def _read(source: Any) -> pd.DataFrame:
+    if isinstance(source, pd.Series):
+        return source.to_frame(name=source.name if source.name is not None else "price")
+    if isinstance(source, pd.DataFrame):
+        return source.copy()
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise ValueError(f"price file not found: {path}")
+        suffix = "".join(path.suffixes[-2:]).lower()
+        if suffix.endswith((".parquet", ".pq")):
+            try:
+                frame = pd.read_parquet(path)
+            except ImportError as err:
+                raise ValueError(
+                    f"reading parquet needs pyarrow or fastparquet ({err}); "
+                    "install one, or give a CSV"
+                ) from err
+            if not isinstance(frame.index, pd.DatetimeIndex) and len(frame.columns) > 1:
+                frame = frame.set_index(frame.columns[0])
+            return frame
+        if suffix.endswith((".csv", ".csv.gz", ".txt")):
+            frame = pd.read_csv(path)
+            if frame.shape[1] < 2:
+                raise ValueError(
+                    f"{path}: expected a date column followed by one column per asset, "
+                    f"got columns {list(frame.columns)}"
+                )
+            return frame.set_index(frame.columns[0])
+        raise ValueError(f"{path}: unknown file type; give a .csv or .parquet file")
+    raise ValueError(
+        f"prices must be a DataFrame, Series or a path to a CSV / parquet file, "
+        f"got {type(source).__name__}"
+    )
+
+
+def _with_date_index(frame: pd.DataFrame) -> pd.DataFrame:
+    idx = frame.index
+    if not isinstance(idx, pd.DatetimeIndex):
+        try:
+            idx = pd.DatetimeIndex(pd.to_datetime(idx, format="mixed"))
+        except (ValueError, TypeError) as err:
+            sample = ", ".join(map(repr, list(frame.index[:3])))
+            raise ValueError(
+                f"the index must be dates; could not parse ({sample}, ...): {err}"
+            ) from None
+    if idx.tz is not None:
+        idx = idx.tz_localize(None)
+    frame = frame.copy()
+    frame.index = idx.rename("date")
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _check_dates(idx: pd.DatetimeIndex) -> None:
+    if idx.hasnans:
+        raise ValueError("the date index has missing dates (NaT)")
+    dup = idx[idx.duplicated()]
+    if len(dup):
+        raise ValueError(f"duplicate dates: {dup[0].date()} appears more than once")
+    if not idx.is_monotonic_increasing:
+        pos = int(np.nonzero(np.diff(idx.asi8) < 0)[0][0])
+        raise ValueError(
+            f"dates are not sorted ascending: {idx[pos + 1].date()} comes after {idx[pos].date()}"
+        )
+
+
+def _numeric(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.shape[1] == 0:
+        raise ValueError("prices have no columns")
+    dupes = frame.columns[frame.columns.duplicated()]
+    if len(dupes):
+        raise ValueError(f"duplicate column name {dupes[0]!r}")
+    for col in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
+            raise ValueError(f"column {col!r} is not numeric (dtype {frame[col].dtype})")
+    return frame.astype(np.float64)
+
+
+def _handle_missing(frame: pd.DataFrame, missing: str) -> pd.DataFrame:
+    values = frame.to_numpy()
+    if np.isinf(values).any():
+        r, c = np.argwhere(np.isinf(values))[0]
+        raise ValueError(
+            f"prices contain inf: column {frame.columns[c]!r} at {frame.index[r].date()}"
+        )
+    nan = np.isnan(values)
+    if not nan.any():
+        return frame
+    if missing == "raise":
+        r, c = np.argwhere(nan)[0]
+        raise ValueError(
+            f"prices contain {int(nan.sum())} missing values (first: column "
+            f"{frame.columns[c]!r} at {frame.index[r].date()}); pass missing='ffill' or "
+            "missing='drop' to handle them explicitly"
+        )
+    if missing == "ffill":
+        return frame.ffill().dropna(how="any")
+    return frame.dropna(how="any")
+
+
+def _check_values(frame: pd.DataFrame) -> None:
+    values = frame.to_numpy()
+    bad = values <= 0
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise ValueError(
+            f"prices must be > 0: column {frame.columns[c]!r} has {values[r, c]:g} "
+            f"at {frame.index[r].date()}"
+        )
+
+
+# ------------------------------------------------------------------ scaler
+@dataclasses.dataclass(frozen=True)
+class Scaler:
+    """Per-asset standardization of daily log returns, fitted on training
+    returns only: ``z = (r - mean) / std``."""
+
+    mean: np.ndarray  # [assets] float64
+    std: np.ndarray  # [assets] float64
+
+    @classmethod
+    def fit(cls, returns: np.ndarray) -> Scaler:
+        r = np.asarray(returns, dtype=np.float64).reshape(-1, np.shape(returns)[-1])
+        std = r.std(axis=0)
+        if np.any(std <= 0) or not np.all(np.isfinite(std)):
+            raise ValueError("training returns have zero or non-finite variance in some asset")
+        return cls(mean=r.mean(axis=0), std=std)
+
+    def transform(self, windows: np.ndarray) -> np.ndarray:
+        return ((np.asarray(windows, np.float64) - self.mean) / self.std).astype(np.float32)
+
+    def inverse(self, windows: np.ndarray) -> np.ndarray:
+        return (np.asarray(windows, np.float64) * self.std + self.mean).astype(np.float32)
+
+
+# ------------------------------------------------------------------ regimes
+@dataclasses.dataclass(frozen=True)
+class RegimeThresholds:
+    """Cut-offs for labelling windows, in daily log-return units of the
+    equal-weight portfolio of the assets, fitted on training windows.
+
+    calm: realized volatility <= ``calm_vol``; crisis: volatility >=
+    ``crisis_vol`` or drawdown <= ``crisis_drawdown``; normal: neither;
+    tail (may overlap crisis): total return <= ``tail_return`` or drawdown
+    <= ``tail_drawdown``.
+    """
+
+    calm_vol: float
+    crisis_vol: float
+    crisis_drawdown: float
+    tail_return: float
+    tail_drawdown: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in dataclasses.asdict(self).items()}
+
+
+def window_stats(windows: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-window realized volatility (daily std), total log return and
+    maximum drawdown (log units, <= 0) of the equal-weight portfolio."""
+    w = np.asarray(windows, np.float64)
+    port = w.mean(axis=2) if w.ndim == 3 else w
+    cum = np.cumsum(port, axis=1)
+    peak = np.maximum.accumulate(np.concatenate([np.zeros((len(cum), 1)), cum], axis=1), axis=1)
+    drawdown = (cum - peak[:, 1:]).min(axis=1)
+    return {"vol": port.std(axis=1), "ret": cum[:, -1], "drawdown": np.minimum(drawdown, 0.0)}
+
+
+def label_regimes(
+    stats: dict[str, np.ndarray], th: RegimeThresholds
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels calm / normal / crisis per window, and a tail flag."""
+    crisis = (stats["vol"] >= th.crisis_vol) | (stats["drawdown"] <= th.crisis_drawdown)
+    calm = (stats["vol"] <= th.calm_vol) & ~crisis
+    labels = np.where(crisis, "crisis", np.where(calm, "calm", "normal")).astype(object)
+    tail = (stats["ret"] <= th.tail_return) | (stats["drawdown"] <= th.tail_drawdown)
+    return labels, tail
+
+
+# ------------------------------------------------------------------ windows
+@dataclasses.dataclass
+class WindowData:
+    """Windows of daily log returns with a time-ordered train / validation
+    split, the scaler fitted on the training part, and regime labels.
+
+    Build it with :meth:`from_prices`. Arrays of windows are float32
+    ``[n, window, assets]`` log returns, in time order.
+    """
+
+    returns: pd.DataFrame  # daily log returns, the source of every window
+    window: int
+    stride: int
+    val_fraction: float
+    pool: bool
+    windows: np.ndarray  # all windows, [n, window, assets], time order
+    start_dates: pd.DatetimeIndex  # date of each window's first return
+    end_dates: pd.DatetimeIndex  # date of each window's last return
+    split: np.ndarray  # "train" | "gap" | "val" per window
+    series: np.ndarray  # column each window comes from (pool=True), else "all"
+    scaler: Scaler
+    thresholds: RegimeThresholds
+    labels: np.ndarray  # "calm" | "normal" | "crisis" per window
+    tail: np.ndarray  # bool per window
+    asset_names: list[str]
+
+    @classmethod
+    def from_prices(
+        cls,
+        prices: pd.DataFrame | pd.Series | str | Path,
+        window: int = 64,
+        stride: int = 1,
+        val_fraction: float = 0.2,
+        pool: bool = False,
+        *,
+        calm_quantile: float = 0.3,
+        crisis_quantile: float = 0.85,
+        crisis_drawdown_quantile: float = 0.1,
+        tail_quantile: float = 0.05,
+        missing: str = "raise",
+    ) -> WindowData:
+        """Windows from daily prices.
+
+        The returns are split in time: training windows use the first
+        ``1 - val_fraction`` of the returns, validation windows the rest after
+        a gap of one window (windows that would straddle the split or touch
+        the gap are labelled ``"gap"`` and used for neither), so no return is
+        in both. The scaler and the regime thresholds are fitted on training
+        windows only. Regime thresholds are quantiles of the training
+        windows: calm = the ``calm_quantile`` calmest by realized volatility;
+        crisis = the ``1 - crisis_quantile`` most volatile or the
+        ``crisis_drawdown_quantile`` deepest drawdowns; tail = the
+        ``tail_quantile`` worst by total return or by drawdown.
+
+        ``pool=True`` treats every column as its own one-asset series and
+        pools their windows (many short series, e.g. funds); each series keeps
+        its own span of dates (leading and trailing gaps allowed) and the same
+        split date applies to all.
+        """
+        window = _int_arg("window", window, 2)
+        stride = _int_arg("stride", stride, 1)
+        if not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 0.9:
+            raise ValueError(f"val_fraction must be in (0, 0.9), got {val_fraction!r}")
+        for name, q in (
+            ("calm_quantile", calm_quantile),
+            ("crisis_quantile", crisis_quantile),
+            ("crisis_drawdown_quantile", crisis_drawdown_quantile),
+            ("tail_quantile", tail_quantile),
+        ):
+            if not 0 < q < 1:
+                raise ValueError(f"{name} must be in (0, 1), got {q!r}")
+        if calm_quantile >= crisis_quantile:
+            raise ValueError("calm_quantile must be below crisis_quantile")
+
+        frame = _pool_frame(prices, missing) if pool else load_prices(prices, missing=missing)
+        logp = np.log(frame)
+        returns = logp.diff().iloc[1:]
+        series_list = list(returns.columns) if pool else [None]
+        n_returns = len(returns)
+        cut = round(n_returns * (1 - val_fraction))
+        split_date = returns.index[min(cut, n_returns - 1)]
+        need = _min_prices(window, val_fraction)
+        if n_returns + 1 < need:
+            raise ValueError(
+                f"need at least {need} prices for window={window} and val_fraction={val_fraction} "
+                f"(one training window, a gap of one window and one validation window); "
+                f"got {n_returns + 1}"
+            )
+
+        chunks, starts, ends, splits, names = [], [], [], [], []
+        for col in series_list:
+            r = returns if col is None else returns[[col]].dropna()
+            vals = r.to_numpy(np.float32)
+            n = len(vals)
+            if n < window:
+                continue
+            first = np.arange(0, n - window + 1, stride)
+            idx = first[:, None] + np.arange(window)[None, :]
+            w = vals[idx]  # [k, window, assets]
+            dates = r.index
+            s_dates, e_dates = dates[first], dates[first + window - 1]
+            # position of each window's returns relative to the global split
+            in_train = e_dates < split_date
+            gap_end = returns.index[min(cut + window, n_returns - 1)]
+            in_val = s_dates >= gap_end if cut + window < n_returns else np.zeros(len(first), bool)
+            lab = np.where(in_train, "train", np.where(in_val, "val", "gap"))
+            chunks.append(w)
+            starts.append(s_dates)
+            ends.append(e_dates)
+            splits.append(lab)
+            names.append(np.full(len(first), "all" if col is None else col, dtype=object))
+        if not chunks:
+            raise ValueError(f"no series has {window} returns for one window")
+        windows = np.concatenate(chunks)
+        start_dates = pd.DatetimeIndex(np.concatenate([s.to_numpy() for s in starts]))
+        end_dates = pd.DatetimeIndex(np.concatenate([e.to_numpy() for e in ends]))
+        split = np.concatenate(splits)
+        series = np.concatenate(names)
+        order = np.lexsort((series.astype(str), end_dates.asi8))  # time order
+        windows, split, series = windows[order], split[order], series[order]
+        start_dates, end_dates = start_dates[order], end_dates[order]
+
+        train = windows[split == "train"]
+        if len(train) == 0 or not np.any(split == "val"):
+            raise ValueError(
+                f"need at least {need} prices for window={window} and val_fraction={val_fraction}: "
+                "no training or no validation window"
+            )
+        train_returns = returns.loc[returns.index < split_date].to_numpy()
+        if pool:  # one pooled asset: every series' training returns together
+            flat = train_returns.ravel()
+            train_returns = flat[np.isfinite(flat)][:, None]
+        scaler = Scaler.fit(train_returns)
+        st = window_stats(train)
+        vol_calm, vol_crisis = np.quantile(st["vol"], [calm_quantile, crisis_quantile])
+        thresholds = RegimeThresholds(
+            calm_vol=float(vol_calm),
+            crisis_vol=float(vol_crisis),
+            crisis_drawdown=float(np.quantile(st["drawdown"], crisis_drawdown_quantile)),
+            tail_return=float(np.quantile(st["ret"], tail_quantile)),
+            tail_drawdown=float(np.quantile(st["drawdown"], tail_quantile)),
+        )
+        labels, tail = label_regimes(window_stats(windows), thresholds)
+        return cls(
+            returns=returns,
+            window=window,
+            stride=stride,
+            val_fraction=float(val_fraction),
+            pool=bool(pool),
+            windows=np.ascontiguousarray(windows, dtype=np.float32),
+            start_dates=start_dates,
+            end_dates=end_dates,
+            split=split,
+            series=series,
+            scaler=scaler,
+            thresholds=thresholds,
+            labels=labels,
+            tail=tail,
+            asset_names=["pooled"] if pool else [str(c) for c in returns.columns],
+        )
+
+    # ---------------------------------------------------------- accessors
+    @property
+    def n_assets(self) -> int:
+        return int(self.windows.shape[2])
+
+    @property
+    def train(self) -> np.ndarray:
+        """Training windows, float32 [n_train, window, assets] log returns."""
+        return self.windows[self.split == "train"]
+
+    @property
+    def val(self) -> np.ndarray:
+        """Validation windows (the later period), float32 log returns."""
+        return self.windows[self.split == "val"]
+
+    def _mask(self, split: str) -> np.ndarray:
+        if split == "all":
+            return np.ones(len(self.windows), dtype=bool)
+        if split in ("train", "val", "gap"):
+            return self.split == split
+        raise ValueError(f"split must be 'all', 'train', 'val' or 'gap', got {split!r}")
+
+    def regime(self, name: str, split: str = "all") -> np.ndarray:
+        """Windows of one regime: "calm", "normal", "crisis" or "tail";
+        float32 [k, window, assets] log returns in time order."""
+        if name not in REGIMES:
+            raise ValueError(f"regime must be one of {REGIMES}, got {name!r}")
+        mask = self._mask(split) & (self.tail if name == "tail" else self.labels == name)
+        return self.windows[mask]
+
+    def regime_counts(self, split: str = "all") -> dict[str, int]:
+        m = self._mask(split)
+        out = {name: int(np.sum(self.labels[m] == name)) for name in REGIMES[:3]}
+        out["tail"] = int(np.sum(self.tail[m]))
+        return out
+
+    def latest(self) -> np.ndarray:
+        """The most recent window, float32 [window, assets] (for pool=True,
+        that of the series with the latest data)."""
+        if self.pool:
+            last = self.series[-1]
+            r = self.returns[[last]].dropna().to_numpy(np.float32)
+        else:
+            r = self.returns.to_numpy(np.float32)
+        return np.ascontiguousarray(r[-self.window :])
+
+    def scaled(self, split: str = "train") -> np.ndarray:
+        """Standardized windows (the model's input units), float32."""
+        return self.scaler.transform(self.windows[self._mask(split)])
+
+    def frame(self, split: str = "all") -> pd.DataFrame:
+        """One row per window: dates, split, series, regime label, tail flag
+        and the statistics the labels come from."""
+        m = self._mask(split)
+        st = window_stats(self.windows[m])
+        return pd.DataFrame(
+            {
+                "start": self.start_dates[m],
+                "end": self.end_dates[m],
+                "split": self.split[m],
+                "series": self.series[m],
+                "regime": self.labels[m],
+                "tail": self.tail[m],
+                "vol_annual": st["vol"] * np.sqrt(252),
+                "return": st["ret"],
+                "drawdown": st["drawdown"],
+            }
+        )
+
+    def __repr__(self) -> str:
+        counts = self.regime_counts()
+        return (
+            f"WindowData({len(self.windows)} windows of {self.window} days x {self.n_assets} "
+            f"asset(s) {self.asset_names}; train {int(np.sum(self.split == 'train'))}, "
+            f"val {int(np.sum(self.split == 'val'))}, gap {int(np.sum(self.split == 'gap'))}; "
+            f"{self.end_dates[0].date()}..{self.end_dates[-1].date()}; regimes {counts})"
+        )
+
+
+def _int_arg(name: str, value: Any, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {value}")
+    return int(value)
+
+
+def _min_prices(window: int, val_fraction: float) -> int:
+    """Fewest prices that give one training window, a one-window gap and one
+    validation window."""
+    n = 3 * window + 1
+    while True:
+        cut = round((n - 1) * (1 - val_fraction))
+        if cut >= window and (n - 1) - (cut + window) >= window:
+            return n
+        n += 1
+
+
+def _pool_frame(prices: Any, missing: str) -> pd.DataFrame:
+    """Validated prices where each column may start and end at its own date."""
+    frame = _with_date_index(_read(prices))
+    _check_dates(frame.index)
+    frame = _numeric(frame)
+    parts = {}
+    for col in frame.columns:
+        s = frame[col]
+        valid = s.notna().to_numpy()
+        if not valid.any():
+            raise ValueError(f"column {col!r} has no prices")
+        first, last = np.argmax(valid), len(valid) - 1 - np.argmax(valid[::-1])
+        inner = s.iloc[first : last + 1]
+        parts[col] = load_prices(inner, missing=missing).iloc[:, 0]
+    return pd.DataFrame(parts)
+
+
+def as_windows(windows: Any, window: int, n_assets: int, name: str = "windows") -> np.ndarray:
+    """Coerces windows of log returns to float32 [k, window, assets]; a single
+    window [window, assets] (or [window] for one asset) becomes k = 1."""
+    if hasattr(windows, "detach"):
+        windows = windows.detach().cpu().numpy()
+    arr = np.asarray(windows)
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if arr.ndim == 1 and n_assets == 1:
+        arr = arr[None, :, None]
+    elif arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1:] != (window, n_assets):
+        raise ValueError(
+            f"{name} must be [k, {window}, {n_assets}] (or one window [{window}, {n_assets}]), "
+            f"got shape {tuple(np.shape(windows))}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contain NaN or inf")
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    return out if out.flags.writeable else out.copy()

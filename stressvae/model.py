@@ -1,0 +1,561 @@
+"""ScenarioVAE: a variational autoencoder of windows of daily log returns.
+
+Units. Public methods take and return windows of daily log returns in data
+units, float32 ``[k, window, assets]`` (numpy or torch), like
+:class:`stressvae.WindowData` hands them out; standardization with the
+training scaler happens inside. ``forward`` and ``loss`` work in standardized
+units (what the Trainer feeds).
+
+Observation model (``likelihood``):
+
+- ``"gaussian"`` (default): the decoder outputs a mean and a log-scale per
+  day and asset (heteroscedastic), trained by Gaussian negative
+  log-likelihood; generation draws ``x = mean + scale * eps``, so the latent
+  carries the volatility regime.
+- ``"mse"``: the decoder outputs a mean only, trained by squared error (the
+  seed experiment's version); generated windows come out too smooth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import RegimeThresholds, Scaler, as_windows
+
+__all__ = ["ACTIVATIONS", "LIKELIHOODS", "DecoderWeights", "ScenarioVAE", "VAEOutput"]
+
+ACTIVATIONS = ("silu", "relu", "tanh", "gelu")
+LIKELIHOODS = ("gaussian", "mse")
+REGIME_NAMES = ("calm", "normal", "crisis")
+LOG_SCALE_MIN, LOG_SCALE_MAX = -7.0, 4.0  # standardized units: scale in [9e-4, 55]
+LOGVAR_MIN, LOGVAR_MAX = -12.0, 8.0
+FORMAT = "stressvae.ScenarioVAE/1"
+
+
+def _activation(name: str) -> nn.Module:
+    return {"silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[name]()
+
+
+def _mlp(sizes: list[int], activation: str, dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(_activation(activation))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+@dataclasses.dataclass
+class VAEOutput:
+    """Standardized units. mean, log_scale: [b, window, assets]; mu, logvar,
+    z: [b, latent]. log_scale is None for likelihood="mse"."""
+
+    mean: torch.Tensor
+    log_scale: torch.Tensor | None
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    z: torch.Tensor
+
+
+@dataclasses.dataclass
+class DecoderWeights:
+    """The decoder as plain float32 arrays, in the layout the native decode
+    takes.
+
+    ``layers[i] = (W, b, activation)``: ``W`` float32 C-contiguous
+    ``[in, out]`` (``h_out = act(h_in @ W + b)``), ``b`` float32 ``[out]``,
+    activation one of :data:`ACTIVATIONS` or ``None`` for the last layer.
+    The last layer's output, per scenario, is ``window * assets`` means (time
+    major: day t, asset a at ``t * assets + a``), followed for the gaussian
+    likelihood by as many raw log-scales; the log-scale is clamped to
+    ``[log_scale_min, log_scale_max]``. Outputs are standardized: data units
+    are ``x * scaler_std[a] + scaler_mean[a]``.
+    """
+
+    layers: list[tuple[np.ndarray, np.ndarray, str | None]]
+    likelihood: str
+    latent_dim: int
+    window: int
+    n_assets: int
+    scaler_mean: np.ndarray  # float32 [assets]
+    scaler_std: np.ndarray  # float32 [assets]
+    log_scale_min: float = LOG_SCALE_MIN
+    log_scale_max: float = LOG_SCALE_MAX
+
+
+def _to_tensor(x: Any, device: torch.device) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(device=device, dtype=torch.float32)
+    return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
+
+
+class ScenarioVAE(nn.Module):
+    """MLP encoder (window -> mu, logvar) and MLP decoder (z -> window).
+
+    Parameters
+    ----------
+    window, n_assets: shape of a window of daily log returns.
+    latent_dim: size of z.
+    hidden_dims: hidden widths of the encoder; the decoder mirrors them.
+    activation: "silu", "relu", "tanh" or "gelu".
+    dropout: dropout after each hidden layer (training only).
+    beta: weight of the KL term (beta-VAE).
+    likelihood: "gaussian" (mean and log-scale per day) or "mse" (mean only).
+    """
+
+    def __init__(
+        self,
+        window: int,
+        n_assets: int = 1,
+        latent_dim: int = 16,
+        hidden_dims: tuple[int, ...] | list[int] = (256, 256),
+        activation: str = "silu",
+        dropout: float = 0.0,
+        beta: float = 1.0,
+        likelihood: str = "gaussian",
+    ) -> None:
+        super().__init__()
+        for name, val, lo in (
+            ("window", window, 2),
+            ("n_assets", n_assets, 1),
+            ("latent_dim", latent_dim, 1),
+        ):
+            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, got {val!r}")
+        hidden = tuple(int(h) for h in hidden_dims)
+        if not hidden or any(h < 1 for h in hidden):
+            raise ValueError(
+                f"hidden_dims must be one or more positive widths, got {hidden_dims!r}"
+            )
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        if not 0 <= float(dropout) < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if not math.isfinite(float(beta)) or float(beta) < 0:
+            raise ValueError(f"beta must be finite and >= 0, got {beta!r}")
+        self.window, self.n_assets, self.latent_dim = int(window), int(n_assets), int(latent_dim)
+        self.hidden_dims, self.activation = hidden, activation
+        self.dropout, self.beta, self.likelihood = float(dropout), float(beta), likelihood
+        d = self.window * self.n_assets
+        out_mult = 2 if likelihood == "gaussian" else 1
+        self.encoder = _mlp([d, *hidden, 2 * self.latent_dim], activation, self.dropout)
+        self.decoder = _mlp(
+            [self.latent_dim, *reversed(hidden), out_mult * d], activation, self.dropout
+        )
+        # Data statistics, set by Trainer.fit (saved with the weights).
+        self.register_buffer("scaler_mean", torch.zeros(self.n_assets))
+        self.register_buffer("scaler_std", torch.ones(self.n_assets))
+        # Linear discriminant in latent space for regime_of: score = mu @ W + b.
+        self.register_buffer("regime_w", torch.zeros(self.latent_dim, 3))
+        self.register_buffer("regime_b", torch.zeros(3))
+        self.thresholds: RegimeThresholds | None = None
+        self.fitted = False
+
+    # ------------------------------------------------------------ config
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            "window": self.window,
+            "n_assets": self.n_assets,
+            "latent_dim": self.latent_dim,
+            "hidden_dims": list(self.hidden_dims),
+            "activation": self.activation,
+            "dropout": self.dropout,
+            "beta": self.beta,
+            "likelihood": self.likelihood,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def set_data_stats(self, scaler: Scaler, thresholds: RegimeThresholds | None) -> None:
+        """Scaler (and regime thresholds) of the data the model is trained on."""
+        if np.shape(scaler.mean) != (self.n_assets,):
+            raise ValueError(f"scaler has {np.size(scaler.mean)} assets, the model {self.n_assets}")
+        self.scaler_mean.copy_(torch.as_tensor(scaler.mean, dtype=torch.float32))
+        self.scaler_std.copy_(torch.as_tensor(scaler.std, dtype=torch.float32))
+        self.thresholds = thresholds
+
+    # ------------------------------------------------------------ core (standardized)
+    def encode_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x.reshape(x.shape[0], -1))
+        mu, logvar = h.chunk(2, dim=-1)
+        return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
+
+    def decode_scaled(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out = self.decoder(z)
+        shape = (z.shape[0], self.window, self.n_assets)
+        if self.likelihood == "gaussian":
+            mean, raw = out.chunk(2, dim=-1)
+            return mean.reshape(shape), raw.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX).reshape(shape)
+        return out.reshape(shape), None
+
+    def forward(self, x: torch.Tensor, sample: bool = True) -> VAEOutput:
+        """Standardized windows [b, window, assets] -> VAEOutput (z drawn by
+        reparameterization when ``sample``, else z = mu)."""
+        mu, logvar = self.encode_scaled(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
+        mean, log_scale = self.decode_scaled(z)
+        return VAEOutput(mean, log_scale, mu, logvar, z)
+
+    def recon_nll(
+        self, x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Per-window reconstruction term [b] (Gaussian NLL in nats, or the sum
+        of squared errors for mse), standardized units."""
+        if log_scale is None:
+            return (x - mean).pow(2).flatten(1).sum(1)
+        u = (x - mean) * torch.exp(-log_scale)
+        return (0.5 * math.log(2 * math.pi) + log_scale + 0.5 * u.pow(2)).flatten(1).sum(1)
+
+    @staticmethod
+    def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x) || N(0, I)) per window and latent dimension [b, latent]."""
+        return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+    def loss(
+        self, x: torch.Tensor, beta: float | None = None, free_bits: float = 0.0
+    ) -> dict[str, torch.Tensor]:
+        """Training objective on standardized windows: mean recon + beta * KL,
+        with KL per dimension floored at ``free_bits`` nats (batch mean).
+        Returns the objective and its parts (recon and kl reported raw)."""
+        out = self.forward(x)
+        recon = self.recon_nll(x, out.mean, out.log_scale)
+        kld = self.kl_per_dim(out.mu, out.logvar)
+        kl_dim = kld.mean(0)
+        kl_term = torch.clamp(kl_dim, min=free_bits).sum() if free_bits > 0 else kl_dim.sum()
+        b = self.beta if beta is None else beta
+        return {
+            "loss": recon.mean() + b * kl_term,
+            "recon": recon.mean(),
+            "kl": kld.sum(1).mean(),
+            "kl_per_dim": kl_dim.detach(),
+        }
+
+    # ------------------------------------------------------------ data units
+    def _scale_in(self, windows: Any, name: str = "windows") -> torch.Tensor:
+        arr = as_windows(windows, self.window, self.n_assets, name)
+        x = torch.as_tensor(arr, device=self.device)
+        return (x - self.scaler_mean) / self.scaler_std
+
+    def _scale_out(self, mean: torch.Tensor, scale: torch.Tensor | None):
+        m = mean * self.scaler_std + self.scaler_mean
+        return m, (None if scale is None else scale * self.scaler_std)
+
+    @torch.no_grad()
+    def encode(self, windows: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows of log returns [k, window, assets] -> (mu, logvar) [k, latent]."""
+        with _eval(self):
+            return self.encode_scaled(self._scale_in(windows))
+
+    @torch.no_grad()
+    def decode(self, z: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """z [k, latent] -> (mean, scale) of the window's daily log returns,
+        each [k, window, assets] in data units; scale is None for mse."""
+        zt = _to_tensor(z, self.device)
+        if zt.ndim != 2 or zt.shape[1] != self.latent_dim:
+            raise ValueError(f"z must be [k, {self.latent_dim}], got {tuple(zt.shape)}")
+        with _eval(self):
+            mean, log_scale = self.decode_scaled(zt)
+        return self._scale_out(mean, None if log_scale is None else log_scale.exp())
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int | None = None, noise: bool = True) -> torch.Tensor:
+        """n new windows of daily log returns [n, window, assets] from the
+        prior, with observation noise (gaussian) unless ``noise=False``; the
+        plain torch path (ScenarioGenerator is the fast one)."""
+        g = torch.Generator(device="cpu")
+        if seed is not None:
+            g.manual_seed(int(seed))
+        else:
+            g.seed()
+        z = torch.randn(int(n), self.latent_dim, generator=g).to(self.device)
+        mean, scale = self.decode(z)
+        if scale is None or not noise:
+            return mean
+        eps = torch.randn(mean.shape, generator=g).to(self.device)
+        return mean + scale * eps
+
+    @torch.no_grad()
+    def reconstruct(self, windows: Any) -> torch.Tensor:
+        """Mean reconstruction (z = mu), data units [k, window, assets]."""
+        mu, _ = self.encode(windows)
+        return self.decode(mu)[0]
+
+    @torch.no_grad()
+    def extract_features(self, windows: Any) -> np.ndarray:
+        """Latent means [k, latent] as float32 numpy: features of each window."""
+        return self.encode(windows)[0].cpu().numpy()
+
+    @torch.no_grad()
+    def anomaly_parts(self, windows: Any) -> dict[str, np.ndarray]:
+        """The two parts of :meth:`anomaly_score` per window, float64 [k]:
+        ``residual`` (scan surprise of the standardized residuals) and ``kl``
+        (KL of the window's posterior from the prior, nats)."""
+        x = self._scale_in(windows)
+        with _eval(self):
+            mu, logvar = self.encode_scaled(x)
+            mean, log_scale = self.decode_scaled(mu)
+        kl = self.kl_per_dim(mu, logvar).sum(1)
+        u = (x - mean) if log_scale is None else (x - mean) * torch.exp(-log_scale)
+        return {
+            "residual": residual_scan_surprise(u).cpu().numpy(),
+            "kl": kl.double().cpu().numpy(),
+        }
+
+    @torch.no_grad()
+    def anomaly_score(self, windows: Any, kl_weight: float = 1.0) -> np.ndarray:
+        """How unlike the training data each window is, float64 [k]; higher
+        is more anomalous: ``residual + kl_weight * KL``.
+
+        ``residual`` tests the window's standardized residuals
+        ``u = (x - mean) / scale`` under its reconstruction at z = mu, which
+        the model expects to look like N(0, 1) noise. Over blocks of 1, 2, 4,
+        8 and 16 consecutive days (all assets together) the sum of u^2 is held
+        against its chi-square distribution in both tails; the score is the
+        largest surprise, -log(two-sided p), less the log of the number of
+        blocks tried at that length. Too large catches jumps and crashes; too
+        small catches stale, unchanged prices, which a plain likelihood rates
+        as *more* probable and a volatility filter as calm. ``KL`` (nats) is
+        how far the window's posterior is from the prior: an unusual regime.
+        """
+        if not isinstance(kl_weight, (int, float)) or not math.isfinite(kl_weight) or kl_weight < 0:
+            raise ValueError(f"kl_weight must be finite and >= 0, got {kl_weight!r}")
+        parts = self.anomaly_parts(windows)
+        return parts["residual"] + kl_weight * parts["kl"]
+
+    def anomaly_threshold(
+        self, windows: Any, percentile: float = 99.0, kl_weight: float = 1.0
+    ) -> float:
+        """The ``percentile`` of the anomaly scores of ``windows`` (typically
+        the training windows): scores above it are flagged."""
+        if not 0 < percentile < 100:
+            raise ValueError(f"percentile must be in (0, 100), got {percentile!r}")
+        return float(np.percentile(self.anomaly_score(windows, kl_weight), percentile))
+
+    @torch.no_grad()
+    def regime_of(self, windows: Any) -> np.ndarray | str:
+        """Which regime ("calm", "normal", "crisis") each window belongs to,
+        judged in latent space by a linear discriminant fitted on the training
+        windows' posterior means and labels. One window in, one label out."""
+        if not self.fitted:
+            raise RuntimeError("regime_of needs a trained model (Trainer.fit sets the regimes)")
+        single = np.ndim(windows) == 2 or (np.ndim(windows) == 1 and self.n_assets == 1)
+        mu, _ = self.encode(windows)
+        scores = mu @ self.regime_w + self.regime_b
+        labels = np.array(REGIME_NAMES, dtype=object)[scores.argmax(1).cpu().numpy()]
+        return str(labels[0]) if single else labels
+
+    def fit_regimes(self, windows: np.ndarray, labels: np.ndarray) -> None:
+        """Fits the latent-space discriminant of :meth:`regime_of` (LDA with a
+        shared covariance) from windows and their calm / normal / crisis labels."""
+        mu = self.extract_features(windows).astype(np.float64)
+        classes = [np.asarray(labels) == name for name in REGIME_NAMES]
+        means = np.stack([mu[c].mean(0) if c.any() else mu.mean(0) for c in classes])
+        centered = np.concatenate([mu[c] - means[i] for i, c in enumerate(classes) if c.any()])
+        cov = np.cov(centered.T) + 1e-6 * np.eye(self.latent_dim)
+        prec = np.linalg.inv(np.atleast_2d(cov))
+        prior = np.array([max(c.mean(), 1e-6) for c in classes])
+        w = prec @ means.T  # [latent, 3]
+        b = -0.5 * np.einsum("kd,dk->k", means, w) + np.log(prior)
+        self.regime_w.copy_(torch.as_tensor(w, dtype=torch.float32))
+        self.regime_b.copy_(torch.as_tensor(b, dtype=torch.float32))
+        self.fitted = True
+
+    # ------------------------------------------------------------ export
+    def export_decoder(self) -> DecoderWeights:
+        """The decoder as float32 arrays for the native decode (see
+        :class:`DecoderWeights` for the layout)."""
+        linears = [m for m in self.decoder if isinstance(m, nn.Linear)]
+        layers = []
+        for i, lin in enumerate(linears):
+            act = self.activation if i < len(linears) - 1 else None
+            w = np.ascontiguousarray(lin.weight.detach().cpu().numpy().T, dtype=np.float32)
+            b = np.ascontiguousarray(lin.bias.detach().cpu().numpy(), dtype=np.float32)
+            if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
+                raise ValueError(f"decoder layer {i} has non-finite weights")
+            layers.append((w, b, act))
+        return DecoderWeights(
+            layers=layers,
+            likelihood=self.likelihood,
+            latent_dim=self.latent_dim,
+            window=self.window,
+            n_assets=self.n_assets,
+            scaler_mean=self.scaler_mean.detach().cpu().numpy().astype(np.float32),
+            scaler_std=self.scaler_std.detach().cpu().numpy().astype(np.float32),
+        )
+
+    # ------------------------------------------------------------ save / load
+    def save(self, path: str | Path) -> Path:
+        """Writes weights (safetensors) with the config, scaler and regime
+        thresholds (JSON in the file's metadata). Atomic: a temporary file in
+        the same folder, then a rename."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        meta = {
+            "format": FORMAT,
+            "config": json.dumps(self.config),
+            "thresholds": json.dumps(self.thresholds.to_dict() if self.thresholds else None),
+            "fitted": json.dumps(self.fitted),
+        }
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata=meta)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ScenarioVAE:
+        """Reads a model written by :meth:`save`. Never unpickles: anything
+        that is not a stressvae safetensors file is refused with a ValueError."""
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"model file not found: {path}")
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iteration
+        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+            raise ValueError(
+                f"{path} is not a stressvae model file (safetensors could not read it: {err})"
+            ) from None
+        if meta.get("format") != FORMAT:
+            raise ValueError(
+                f"{path} is not a stressvae model file (format {meta.get('format')!r})"
+            )
+        try:
+            config = json.loads(meta["config"])
+            th = json.loads(meta.get("thresholds", "null"))
+            fitted = bool(json.loads(meta.get("fitted", "false")))
+            model = cls(**config)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: bad model config in the file's metadata ({err})") from None
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(tensors))
+        extra = sorted(set(tensors) - set(expected))
+        if missing or extra:
+            raise ValueError(
+                f"{path}: tensors do not match the config (missing {missing}, unexpected {extra})"
+            )
+        for k, t in tensors.items():
+            if tuple(t.shape) != tuple(expected[k].shape):
+                raise ValueError(
+                    f"{path}: tensor {k!r} has shape {tuple(t.shape)}, the config needs "
+                    f"{tuple(expected[k].shape)}"
+                )
+            if not torch.isfinite(t).all():
+                raise ValueError(f"{path}: tensor {k!r} has NaN or inf")
+        model.load_state_dict(tensors)
+        model.thresholds = RegimeThresholds(**th) if th else None
+        model.fitted = fitted
+        return model.to(device).eval()
+
+    def __repr__(self) -> str:
+        n = sum(p.numel() for p in self.parameters())
+        return (
+            f"ScenarioVAE(window={self.window}, n_assets={self.n_assets}, "
+            f"latent_dim={self.latent_dim}, "
+            f"hidden_dims={self.hidden_dims}, activation={self.activation!r}, "
+            f"likelihood={self.likelihood!r}, beta={self.beta}, params={n:,})"
+        )
+
+
+class _eval:
+    """Context: eval mode (no dropout), restoring the previous mode after."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __enter__(self):
+        self.was_training = self.model.training
+        self.model.eval()
+
+    def __exit__(self, *exc):
+        self.model.train(self.was_training)
+
+
+SCAN_BLOCKS = (1, 2, 4, 8, 16)  # days per block of the residual scan
+
+
+def residual_scan_surprise(u: torch.Tensor, blocks: tuple[int, ...] = SCAN_BLOCKS) -> torch.Tensor:
+    """Multi-scale two-sided chi-square scan of standardized residuals.
+
+    u: [b, window, assets]. For each block length k (<= window) and each run
+    of k consecutive days, S = sum of u^2 over the run and the assets is
+    chi-square with k * assets degrees of freedom if u ~ N(0, 1). Returns per
+    window the largest -log(2 min(P(X <= S), P(X >= S))) - log(#runs of that
+    length), float64 [b].
+    """
+    u2 = u.double().pow(2).sum(-1)  # [b, window]
+    n_assets, window = u.shape[-1], u.shape[1]
+    best = torch.full((u.shape[0],), -math.inf, dtype=torch.float64, device=u.device)
+    for k in blocks:
+        if k > window:
+            continue
+        s = u2.unfold(1, k, 1).sum(-1)  # [b, runs]
+        dof = torch.tensor(0.5 * k * n_assets, dtype=torch.float64, device=u.device)
+        lo = torch.special.gammainc(dof, 0.5 * s)
+        hi = torch.special.gammaincc(dof, 0.5 * s)
+        p = (2 * torch.minimum(lo, hi)).clamp(1e-300, 1.0)
+        surprise = (-torch.log(p)).max(1).values - math.log(window - k + 1)
+        best = torch.maximum(best, surprise)
+    return best
+
+
+def top_anomalies(
+    model: ScenarioVAE, data, top: int = 10, kl_weight: float = 1.0, split: str = "all"
+):
+    """The ``top`` most anomalous real windows of ``data`` that do not overlap
+    each other (the highest score first, then the next one whose dates do not
+    touch any already listed), as a DataFrame with dates, score, its parts,
+    regime label and the window's return and drawdown."""
+    import pandas as pd
+
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ValueError(f"top must be an integer >= 1, got {top!r}")
+    frame = data.frame(split)
+    windows = data.windows[data._mask(split)]
+    parts = model.anomaly_parts(windows)
+    score = parts["residual"] + kl_weight * parts["kl"]
+    order = np.argsort(-score, kind="stable")
+    picked: list[int] = []
+    starts, ends = frame["start"].to_numpy(), frame["end"].to_numpy()
+    series = frame["series"].to_numpy()
+    for i in order:
+        clash = any(
+            series[j] == series[i] and starts[i] <= ends[j] and starts[j] <= ends[i] for j in picked
+        )
+        if not clash:
+            picked.append(int(i))
+            if len(picked) == top:
+                break
+    out = frame.iloc[picked][["start", "end", "series", "split", "regime", "return", "drawdown"]]
+    out = out.assign(
+        score=score[picked], residual=parts["residual"][picked], kl=parts["kl"][picked]
+    )
+    out.insert(0, "rank", np.arange(1, len(picked) + 1))
+    return pd.DataFrame(out).reset_index(drop=True)

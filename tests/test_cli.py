@@ -1,0 +1,114 @@
+"""`stressvae train` and `stressvae anomalies` as a user runs them."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+
+from stressvae import ScenarioVAE
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "stressvae", *args], capture_output=True, text=True
+    )
+
+
+def test_train_then_list_anomalies(tmp_path):
+    out = tmp_path / "m.safetensors"
+    res = cli(
+        "train",
+        "--window",
+        "32",
+        "--epochs",
+        "3",
+        "--hidden",
+        "64",
+        "--latent-dim",
+        "4",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert res.returncode == 0, res.stderr
+    model = ScenarioVAE.load(out)
+    assert (model.window, model.latent_dim, model.hidden_dims) == (32, 4, (64,))
+    assert model.fitted and model.thresholds is not None
+
+    res = cli("anomalies", "--model", str(out), "--top", "5")
+    assert res.returncode == 0, res.stderr
+    rows = [ln for ln in res.stdout.splitlines() if re.match(r"\s+\d+\s+\d{4}-\d\d-\d\d", ln)]
+    assert len(rows) == 5
+    spans = [tuple(pd.Timestamp(x) for x in re.findall(r"\d{4}-\d\d-\d\d", ln)[:2]) for ln in rows]
+    assert all((e - s).days > 30 for s, e in spans)  # 32 trading days each
+    scores = [float(ln.split()[3]) for ln in rows]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_train_reports_what_it_did(tmp_path):
+    res = cli(
+        "train",
+        "--window",
+        "32",
+        "--epochs",
+        "2",
+        "--hidden",
+        "32",
+        "--latent-dim",
+        "2",
+        "--out",
+        str(tmp_path / "m.safetensors"),
+    )
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "sp500: 4,999 windows of 32 days x 1 asset(s) (SP500)" in out
+    assert re.search(
+        r"trained\s+2 epochs in [\d.]+ s .*validation loss [\d.]+ -> [\d.]+ nats/window", out
+    )
+    assert re.search(
+        r"today\s+the latest window \(ending 2018-12-31\) looks (calm|normal|crisis)", out
+    )
+
+
+def test_train_on_a_csv_of_two_assets(tmp_path):
+    rng = np.random.default_rng(0)
+    idx = pd.bdate_range("2010-01-01", periods=700)
+    prices = pd.DataFrame(
+        100 * np.exp(np.cumsum(rng.normal(0, 0.01, (700, 2)), 0)), index=idx, columns=["X", "Y"]
+    )
+    prices.to_csv(tmp_path / "p.csv")
+    res = cli(
+        "train",
+        "--data",
+        str(tmp_path / "p.csv"),
+        "--window",
+        "20",
+        "--epochs",
+        "2",
+        "--out",
+        str(tmp_path / "m.safetensors"),
+        "--quiet",
+    )
+    assert res.returncode == 0, res.stderr
+    assert ScenarioVAE.load(tmp_path / "m.safetensors").n_assets == 2
+
+
+def test_errors_are_one_line(tmp_path):
+    bad = tmp_path / "p.csv"
+    pd.DataFrame({"date": ["2020-01-01", "2020-01-02"], "X": [1.0, -1.0]}).to_csv(bad, index=False)
+    for args, msg in [
+        (
+            ("train", "--data", str(bad), "--epochs", "1"),
+            "prices must be > 0: column 'X' has -1 at 2020-01-02",
+        ),
+        (("train", "--data", "nope.csv"), "price file not found: nope.csv"),
+        (("anomalies", "--model", str(tmp_path / "none.safetensors")), "model file not found"),
+    ]:
+        res = cli(*args)
+        assert res.returncode == 2
+        assert res.stderr.startswith("stressvae: error: ") and msg in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
