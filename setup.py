@@ -145,7 +145,14 @@ def extensions() -> list[Pybind11Extension]:
     exts = [
         Pybind11Extension(
             "stressvae._core",
-            sources=[f"{CSRC}/bindings.cpp", f"{CSRC}/sample.cpp"],
+            sources=[
+                f"{CSRC}/bindings.cpp",
+                f"{CSRC}/sample.cpp",
+                f"{CSRC}/decode.cpp",
+                f"{CSRC}/decode_avx512.cpp",
+                f"{CSRC}/decode_avx2.cpp",
+                f"{CSRC}/decode_sse2.cpp",
+            ],
             include_dirs=[CSRC],
             cxx_std=17,
             extra_compile_args=HOST_FLAGS,

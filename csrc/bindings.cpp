@@ -8,12 +8,15 @@
 
 #include <algorithm>
 #include <array>
+#include <memory>
+#include <vector>
 #include <atomic>
 #include <stdexcept>
 #include <string>
 
 #include "parallel.h"
 #include "philox.h"
+#include "decode.h"
 #include "sample.h"
 
 namespace py = pybind11;
@@ -25,6 +28,7 @@ using I64Array = py::array_t<int64_t, py::array::c_style>;
 using U32Array = py::array_t<uint32_t, py::array::c_style>;
 
 std::atomic<uint64_t> g_sample_calls{0}, g_sample_rows{0}, g_normals_calls{0}, g_normals_rows{0};
+std::atomic<uint64_t> g_decode_calls{0}, g_decode_rows{0}, g_fused_calls{0}, g_fused_rows{0};
 
 void require(bool ok, const std::string& msg) {
   if (!ok) throw std::invalid_argument(msg);
@@ -150,6 +154,129 @@ FArray math_poly(const std::string& fn, FArray x) {
   return out;
 }
 
+
+// ------------------------------------------------------------------ decoder
+struct Decoder {
+  svae::PackedNet net;
+};
+
+int activation_code(const std::string& name) {
+  if (name == "identity" || name.empty()) return svae::kIdentity;
+  if (name == "silu") return svae::kSilu;
+  if (name == "relu") return svae::kRelu;
+  if (name == "tanh") return svae::kTanh;
+  if (name == "gelu") return svae::kGelu;
+  throw std::invalid_argument("activation must be silu, relu, tanh, gelu or identity; got '" +
+                              name + "'");
+}
+
+std::unique_ptr<Decoder> make_decoder(const py::list& layers, bool gaussian, int64_t out_dim,
+                                      int64_t assets, FArray scaler_mean, FArray scaler_std,
+                                      float ls_min, float ls_max, const std::string& isa) {
+  std::vector<svae::LayerWeights> ws;
+  std::vector<FArray> keep;  // hold references while packing
+  for (const auto& item : layers) {
+    auto t = item.cast<py::tuple>();
+    require(t.size() == 3, "each layer is (w [k, n], b [n], activation)");
+    FArray w = t[0].cast<FArray>();
+    FArray b = t[1].cast<FArray>();
+    require(w.ndim() == 2 && b.ndim() == 1 && b.shape(0) == w.shape(1),
+            "layer weights must be w [k, n] and b [n]");
+    svae::LayerWeights L;
+    L.w = w.data();
+    L.b = b.data();
+    L.k = w.shape(0);
+    L.n = w.shape(1);
+    L.activation = activation_code(t[2].is_none() ? "" : t[2].cast<std::string>());
+    ws.push_back(L);
+    keep.push_back(w);
+    keep.push_back(b);
+  }
+  require(scaler_mean.ndim() == 1 && scaler_mean.shape(0) == assets &&
+              scaler_std.ndim() == 1 && scaler_std.shape(0) == assets,
+          "scaler mean and std must be [assets]");
+  auto d = std::make_unique<Decoder>();
+  d->net = svae::pack_net(ws, gaussian, out_dim, assets, scaler_mean.data(), scaler_std.data(),
+                          ls_min, ls_max, isa_from(isa));
+  return d;
+}
+
+void check_out(const FArray& out, int64_t n, int64_t D) {
+  require(out.writeable(), "out must be writeable");
+  require(out.ndim() == 2 && out.shape(0) == n && out.shape(1) == D, "out must be [n, window * assets]");
+}
+
+const float* shift_ptr(const py::object& shift, int64_t assets, FArray& keep) {
+  if (shift.is_none()) return nullptr;
+  keep = shift.cast<FArray>();
+  require(keep.ndim() == 1 && keep.shape(0) == assets, "shift must be [assets]");
+  return keep.data();
+}
+
+void decoder_decode(Decoder& d, FArray out, FArray z, uint64_t seed, uint64_t offset, bool noise,
+                    bool demean, bool cumulative, const py::object& shift, int num_threads) {
+  require(z.ndim() == 2 && z.shape(1) == d.net.latent, "z must be [n, latent]");
+  const int64_t n = z.shape(0);
+  check_out(out, n, d.net.out_dim);
+  svae::DecodeArgs a;
+  FArray shift_keep;
+  a.out = out.mutable_data();
+  a.n = n;
+  a.z = z.data();
+  a.seed = seed;
+  a.offset = offset;
+  a.noise = noise;
+  a.demean = demean;
+  a.cumulative = cumulative;
+  a.shift = shift_ptr(shift, d.net.assets, shift_keep);
+  {
+    py::gil_scoped_release release;
+    svae::decode_cpu(d.net, a, num_threads);
+  }
+  g_decode_calls.fetch_add(1);
+  g_decode_rows.fetch_add(static_cast<uint64_t>(n));
+}
+
+void decoder_sample(Decoder& d, FArray out, FArray mu, FArray logvar, I64Array index, int mode,
+                    int64_t n, uint64_t seed, uint64_t offset, float scale, bool noise, bool demean,
+                    bool cumulative, const py::object& shift, int num_threads) {
+  require(mu.ndim() == 2 && logvar.ndim() == 2 && mu.shape(1) == d.net.latent &&
+              logvar.shape(0) == mu.shape(0) && logvar.shape(1) == d.net.latent,
+          "mu and logvar must be [k, latent]");
+  require(mode >= 0 && mode <= 2, "mode must be 0, 1 or 2");
+  check_out(out, n, d.net.out_dim);
+  svae::DecodeArgs a;
+  FArray shift_keep;
+  a.out = out.mutable_data();
+  a.n = n;
+  a.sampler.n = n;
+  a.sampler.d = d.net.latent;
+  a.sampler.k = mu.shape(0);
+  a.sampler.mode = static_cast<svae::RowMode>(mode);
+  a.sampler.mu = mu.data();
+  a.sampler.logvar = logvar.data();
+  if (mode == 2) {
+    require(index.ndim() == 1 && index.shape(0) == n, "index must be [n]");
+    a.sampler.index = index.data();
+  }
+  a.sampler.seed = seed;
+  a.sampler.offset = offset;
+  a.sampler.scale = scale;
+  a.sampler.tag = svae::kTagLatent;
+  a.seed = seed;
+  a.offset = offset;
+  a.noise = noise;
+  a.demean = demean;
+  a.cumulative = cumulative;
+  a.shift = shift_ptr(shift, d.net.assets, shift_keep);
+  {
+    py::gil_scoped_release release;
+    svae::decode_cpu(d.net, a, num_threads);
+  }
+  g_fused_calls.fetch_add(1);
+  g_fused_rows.fetch_add(static_cast<uint64_t>(n));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -172,6 +299,24 @@ PYBIND11_MODULE(_core, m) {
         "uint32 words -> uniforms in (0, 1): ((u >> 8) | 1) * 2^-24.");
   m.def("math_poly", &math_poly, py::arg("fn"), py::arg("x").noconvert(),
         "The sampler's own log / exp / cos2pi / sin2pi, element-wise (for tests).");
+  py::class_<Decoder>(m, "Decoder",
+                      "The decoder MLP packed for the CPU micro-kernels (weights copied).")
+      .def(py::init(&make_decoder), py::arg("layers"), py::arg("gaussian"), py::arg("out_dim"),
+           py::arg("assets"), py::arg("scaler_mean").noconvert(), py::arg("scaler_std").noconvert(),
+           py::arg("ls_min"), py::arg("ls_max"), py::arg("isa"))
+      .def("decode", &decoder_decode, py::arg("out").noconvert(), py::arg("z").noconvert(),
+           py::arg("seed"), py::arg("offset"), py::arg("noise"), py::arg("demean"),
+           py::arg("cumulative"), py::arg("shift"), py::arg("num_threads"),
+           "z [n, latent] -> out [n, D]: decode, noise, unscale (and drift / cumsum).")
+      .def("sample", &decoder_sample, py::arg("out").noconvert(), py::arg("mu").noconvert(),
+           py::arg("logvar").noconvert(), py::arg("index").noconvert(), py::arg("mode"),
+           py::arg("n"), py::arg("seed"), py::arg("offset"), py::arg("scale"), py::arg("noise"),
+           py::arg("demean"), py::arg("cumulative"), py::arg("shift"), py::arg("num_threads"),
+           "Fused: z drawn in-block by the sampler (never written out), then decode.")
+      .def_property_readonly("isa", [](const Decoder& d) { return std::string(svae::isa_name(d.net.isa)); })
+      .def_property_readonly("panel", [](const Decoder& d) { return d.net.panel; })
+      .def_property_readonly("latent", [](const Decoder& d) { return d.net.latent; })
+      .def_property_readonly("out_dim", [](const Decoder& d) { return d.net.out_dim; });
   m.def("best_isa", [] { return std::string(svae::isa_name(svae::best_isa())); });
   m.def("hardware_threads", &svae::hardware_threads);
   m.def("counters", [] {
@@ -180,6 +325,10 @@ PYBIND11_MODULE(_core, m) {
     d["sample_cpu_rows"] = g_sample_rows.load();
     d["normals_cpu_calls"] = g_normals_calls.load();
     d["normals_cpu_rows"] = g_normals_rows.load();
+    d["decode_cpu_calls"] = g_decode_calls.load();
+    d["decode_cpu_rows"] = g_decode_rows.load();
+    d["sample_decode_cpu_calls"] = g_fused_calls.load();
+    d["sample_decode_cpu_rows"] = g_fused_rows.load();
     return d;
   });
   m.attr("TAG_LATENT") = svae::kTagLatent;

@@ -31,6 +31,10 @@ struct SampleArgs {
   uint32_t tag = 0;       // Philox stream tag
 };
 
+// Checks sizes, modes and index values; throws std::invalid_argument. The
+// z buffer is not checked (the decoder draws into its own buffers).
+void validate_sample_args(const SampleArgs& args);
+
 // Checks sizes and index values (throws std::invalid_argument), then fills z
 // with `num_threads` threads over row blocks (<= 0: all hardware threads).
 void sample_cpu(const SampleArgs& args, int num_threads, Isa isa);

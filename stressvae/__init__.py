@@ -23,6 +23,8 @@ _LAZY = {
     "ScenarioVAE": "model",
     "DecoderWeights": "model",
     "top_anomalies": "model",
+    "ScenarioGenerator": "generate",
+    "Scenarios": "generate",
     "Trainer": "train",
     "History": "train",
 }
@@ -50,6 +52,8 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and editors
     from .data import load_prices as load_prices
     from .datasets import DATASETS as DATASETS
     from .datasets import load_dataset as load_dataset
+    from .generate import ScenarioGenerator as ScenarioGenerator
+    from .generate import Scenarios as Scenarios
     from .model import DecoderWeights as DecoderWeights
     from .model import ScenarioVAE as ScenarioVAE
     from .model import top_anomalies as top_anomalies

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -252,6 +253,118 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_stream(path: Path, chunks, n: int, horizon: int, n_assets: int, names, progress):
+    """Streams Scenarios chunks into .npy (memory-mapped) or .parquet (row
+    groups) through a temporary file renamed at the end."""
+    import os
+
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".parquet"):
+        raise CliError(f"--out must end in .npy or .parquet, got {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    writer = None
+    try:
+        if suffix == ".npy":
+            arr = np.lib.format.open_memmap(
+                tmp, mode="w+", dtype=np.float32, shape=(n, horizon, n_assets)
+            )
+            pos = 0
+            for chunk in chunks:
+                arr[pos : pos + len(chunk)] = chunk.returns
+                pos += len(chunk)
+                progress.update(len(chunk))
+            arr.flush()
+            del arr
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            for chunk in chunks:
+                table = pa.Table.from_pandas(chunk.to_frame(), preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                progress.update(len(chunk))
+            if writer is not None:
+                writer.close()
+                writer = None
+        os.replace(tmp, path)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .generate import ScenarioGenerator
+    from .model import ScenarioVAE
+
+    say = (lambda *a: None) if args.quiet else print
+    model = ScenarioVAE.load(args.model)
+    data = None
+    if args.mode != "prior" or args.data_given:
+        data = _load_data(args.data, model.window, 0.2, args.missing, args.pool)
+        if data.n_assets != model.n_assets:
+            raise CliError(
+                f"the model was trained on {model.n_assets} asset(s), "
+                f"{args.data} has {data.n_assets}"
+            )
+    gen = ScenarioGenerator(model, data, device=args.device)
+    horizon = args.horizon or model.window
+    common = dict(seed=args.seed, chunk_size=args.chunk_size, drift=args.drift, horizon=horizon)
+    if args.mode == "prior":
+        n = args.n
+        chunks = gen.iter_chunks(n, **common)
+        what = f"{n:,} scenarios from the prior"
+    elif args.mode == "sweep":
+        plan = gen.interpolate_plan(
+            data.regime(args.sweep_from), data.regime(args.sweep_to), args.steps,
+            max(1, args.n // args.steps), "linear", 1.0, False,
+        )  # fmt: skip
+        n = plan.n
+        chunks = gen._chunks(plan, common["seed"], args.chunk_size, horizon, args.drift)
+        what = f"{n:,} scenarios from {args.sweep_from} to {args.sweep_to} in {args.steps} steps"
+    else:
+        tail = data.regime("tail")
+        per = max(1, args.n // max(len(tail), 1))
+        plan = gen.augment_plan(tail, per, args.scale)
+        n = plan.n
+        chunks = gen._chunks(plan, common["seed"], args.chunk_size, horizon, args.drift)
+        what = f"{n:,} variations of the {len(tail)} tail windows ({per} each, scale {args.scale})"
+    say(
+        f"generate  {what}, {horizon} days x {model.n_assets} asset(s), seed {args.seed}, "
+        f"drift {args.drift}"
+    )
+    progress = _bar(n, not args.quiet)
+    t0 = time.perf_counter()
+    try:
+        _write_stream(Path(args.out), chunks, n, horizon, model.n_assets, gen.asset_names, progress)
+    finally:
+        progress.close()
+    dt = time.perf_counter() - t0
+    size = Path(args.out).stat().st_size
+    say(f"wrote     {args.out} ({size / 2**20:,.1f} MiB) in {dt:.1f} s, {n / dt:,.0f} scenarios/s")
+    return 0
+
+
+def _bar(total: int, enabled: bool):
+    if enabled:
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, unit="scen", unit_scale=True, desc="generating", leave=False)
+
+    class _Quiet:
+        def update(self, _n):
+            pass
+
+        def close(self):
+            pass
+
+    return _Quiet()
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     print(json.dumps(native.native_info(), indent=2))
     return 0
@@ -370,6 +483,56 @@ def build_parser() -> argparse.ArgumentParser:
     anomalies.add_argument("--split", default="all", choices=["all", "train", "val"])
     anomalies.set_defaults(func=cmd_anomalies)
 
+    generate = sub.add_parser(
+        "generate",
+        help="write synthetic market scenarios from a saved model",
+        description=(
+            "Generates scenarios of daily log returns with a model saved by `stressvae train` and "
+            "streams them to a .npy array [n, days, assets] or a .parquet table (scenario, day, "
+            "asset, log_return). Modes: prior (the model's own market), sweep (from one regime "
+            "to another, e.g. calm to crisis), tail (variations of the worst real windows)."
+        ),
+    )
+    generate.add_argument("--model", required=True, help="a model saved by `stressvae train`")
+    data_args(generate)
+    generate.add_argument(
+        "--n", type=_positive_int, default=100_000, help="scenarios (default 1e5)"
+    )
+    generate.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    generate.add_argument(
+        "--out", default="scenarios.npy", help=".npy or .parquet (default scenarios.npy)"
+    )
+    generate.add_argument("--mode", default="prior", choices=["prior", "sweep", "tail"])
+    generate.add_argument(
+        "--from", dest="sweep_from", default="calm", choices=["calm", "normal", "crisis", "tail"]
+    )
+    generate.add_argument(
+        "--to", dest="sweep_to", default="crisis", choices=["calm", "normal", "crisis", "tail"]
+    )
+    generate.add_argument(
+        "--steps", type=_positive_int, default=11, help="sweep steps (default 11)"
+    )
+    generate.add_argument(
+        "--scale", type=float, default=0.5, help="tail: shrink of the posterior noise"
+    )
+    generate.add_argument(
+        "--horizon",
+        type=_positive_int,
+        default=None,
+        help="days per path (default: the model's window)",
+    )
+    generate.add_argument(
+        "--drift",
+        default="keep",
+        choices=["keep", "zero", "historical"],
+        help="mean daily return: the model's, none, or the training mean",
+    )
+    generate.add_argument(
+        "--chunk-size", type=_positive_int, default=None, help="scenarios per chunk"
+    )
+    generate.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    generate.set_defaults(func=cmd_generate)
+
     info = sub.add_parser("info", help="what was built and which devices are usable (JSON)")
     info.set_defaults(func=cmd_info)
     return parser
@@ -378,6 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "generate":
+        args.data_given = any(
+            a == "--data" or a.startswith("--data=") for a in (argv or sys.argv[1:])
+        )
     try:
         return args.func(args)
     except (CliError, ValueError, RuntimeError, FloatingPointError) as err:

@@ -256,62 +256,19 @@ def sample_latent(
     """
     _check_array("mu", mu, "float32", (1, 2))
     _check_array("logvar", logvar, "float32", (1, 2))
-    if tuple(mu.shape) != tuple(logvar.shape):
-        raise NativeInputError(
-            f"logvar must have mu's shape {_shape_str(mu.shape)}, got {_shape_str(logvar.shape)}"
-        )
     if _is_tensor(mu) != _is_tensor(logvar):
         raise NativeInputError("mu and logvar must both be numpy arrays or both torch tensors")
-    d = int(mu.shape[-1])
-    if d < 1:
-        raise NativeInputError("mu must have at least one column (latent dimension)")
-    k = 1 if len(mu.shape) == 1 else int(mu.shape[0])
-    if k < 1:
-        raise NativeInputError("mu must have at least one row")
-    if n is not None:
-        n = _as_int("n", n, 0, (1 << 63) - 1)
-
-    if index is not None:
+    if index is not None and _is_tensor(index) != _is_tensor(mu):
         _check_array("index", index, "int64", (1,))
-        if _is_tensor(index) != _is_tensor(mu):
-            raise NativeInputError("index must be of the same kind (numpy / torch) as mu")
-        if len(mu.shape) != 2:
-            raise NativeInputError(f"with index, mu must be 2-D [k, d], got {_shape_str(mu.shape)}")
-        rows = int(index.shape[0])
-        if n is not None and n != rows:
-            raise NativeInputError(f"n={n} but index has {rows} entries; they must agree")
-        n, mode = rows, "table"
-    elif len(mu.shape) == 1 or (n is not None and k == 1):
-        if n is None:
-            raise NativeInputError("n is required when mu is a single row (drawing from one point)")
-        mode = "prior"
-    else:
-        if n is not None and n != k:
-            raise NativeInputError(
-                f"n={n} but mu has {k} rows: give one row (prior), n rows (one draw each) "
-                "or an index into the rows (table)"
-            )
-        n, mode = k, "rows"
-
-    seed = _as_int("seed", seed, 0, _U64 - 1)
-    offset = _as_int("offset", offset, 0, _U64 - 1)
-    if offset + n > _U64:
-        raise NativeInputError(f"offset + n must be <= 2**64, got offset={offset}, n={n}")
-    scale = _as_scale(scale)
+        raise NativeInputError("index must be of the same kind (numpy / torch) as mu")
     tag = _as_int("tag", tag, 0, (1 << 32) - 1)
     if isa not in ISA_LEVELS:
         raise NativeInputError(f"isa must be one of {ISA_LEVELS}, got {isa!r}")
     threads = (
         default_threads() if num_threads is None else _as_int("num_threads", num_threads, 1, 4096)
     )
-
-    dev = _device_of(mu)
-    for name, x in (("logvar", logvar), ("index", index), ("out", out)):
-        if x is not None and _device_of(x) != dev:
-            raise NativeInputError(
-                f"{name} is on {_device_of(x)} but mu is on {dev}; use one device"
-            )
     if device not in (None, "auto"):
+        dev = _device_of(mu)
         if not isinstance(device, str) or device.split(":")[0] not in ("cpu", "cuda"):
             raise NativeInputError(
                 f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}"
@@ -321,12 +278,10 @@ def sample_latent(
                 f"device={device!r} was asked but mu is on {dev}; move the inputs there first "
                 "(nothing is moved between host and device implicitly)"
             )
-
-    if check_finite:
-        _all_finite("mu", mu)
-        _all_finite("logvar", logvar)
-    if mode == "table":
-        _index_range(index, k)
+    a = _LatentArgs.check(mu, logvar, n, seed, index, offset, scale, check_finite)
+    n, d, k, mode, dev = a.n, a.d, a.k, a.mode, a.device
+    if out is not None and _device_of(out) != dev:
+        raise NativeInputError(f"out is on {_device_of(out)} but mu is on {dev}; use one device")
 
     if out is not None:
         _check_array("out", out, "float32", (2,))
@@ -341,10 +296,8 @@ def sample_latent(
                 raise NativeInputError(f"out must not overlap {name}")
 
     if dev == "cpu":
-        return _sample_cpu(
-            mu, logvar, index, out, n, d, mode, seed, offset, scale, tag, threads, isa
-        )
-    return _sample_cuda(mu, logvar, index, out, n, d, k, mode, seed, offset, scale, tag)
+        return _sample_cpu(a, index, out, tag, threads, isa, torch_out=_is_tensor(mu))
+    return _sample_cuda(mu, logvar, index, out, n, d, k, mode, a.seed, a.offset, a.scale, tag)
 
 
 def _may_share_memory(a: Any, b: Any) -> bool:
@@ -357,18 +310,18 @@ def _may_share_memory(a: Any, b: Any) -> bool:
     return bool(np.may_share_memory(a, b))
 
 
-def _sample_cpu(mu, logvar, index, out, n, d, mode, seed, offset, scale, tag, threads, isa):
-    torch_out = _is_tensor(mu)
+def _sample_cpu(a: _LatentArgs, index, out, tag, threads, isa, torch_out: bool):
     if out is None:
-        if torch_out:
-            out = _torch().empty((n, d), dtype=_torch().float32)
-        else:
-            out = np.empty((n, d), dtype=np.float32)
-    z = _numpy_view(out)
-    m = _numpy_view(mu).reshape(-1, d)
-    lv = _numpy_view(logvar).reshape(-1, d)
+        out = (
+            _torch().empty((a.n, a.d), dtype=_torch().float32)
+            if torch_out
+            else np.empty((a.n, a.d), dtype=np.float32)
+        )
     idx = _numpy_view(index) if index is not None else np.empty(0, dtype=np.int64)
-    _core.sample(z, m, lv, idx, _MODES[mode], seed, offset, scale, tag, threads, isa)
+    _core.sample(
+        _numpy_view(out), a.mu, a.logvar, idx, _MODES[a.mode], a.seed, a.offset, a.scale, tag,
+        threads, isa,
+    )  # fmt: skip
     return out
 
 
@@ -398,9 +351,12 @@ def normals(
     out: Any = None,
     num_threads: int | None = None,
     isa: str = "auto",
-) -> np.ndarray:
-    """The standard normals the sampler uses: eps [n, d] float32 for scenarios
-    offset .. offset + n - 1 in stream ``tag`` (CPU)."""
+    device: str = "cpu",
+):
+    """The standard normals the sampler and the decoder's noise use: eps
+    [n, d] float32 for scenarios offset .. offset + n - 1 in stream ``tag``.
+    A numpy array on the CPU; a torch tensor on ``device="cuda[:N]"`` (made on
+    the current stream)."""
     n = _as_int("n", n, 0, (1 << 63) - 1)
     d = _as_int("d", d, 1, (1 << 31) - 1)
     seed = _as_int("seed", seed, 0, _U64 - 1)
@@ -410,6 +366,19 @@ def normals(
     tag = _as_int("tag", tag, 0, (1 << 32) - 1)
     if isa not in ISA_LEVELS:
         raise NativeInputError(f"isa must be one of {ISA_LEVELS}, got {isa!r}")
+    if not isinstance(device, str) or device.split(":")[0] not in ("cpu", "cuda"):
+        raise NativeInputError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if device.startswith("cuda"):
+        import torch
+
+        dev = torch.device(device)
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        _cuda_ready(index)
+        with torch.cuda.device(index):
+            res = torch.empty((n, d), dtype=torch.float32, device=dev)
+            stream = torch.cuda.current_stream(index).cuda_stream
+            _cuda.normals(res.data_ptr(), n, d, seed, tag, offset, stream)
+        return res
     threads = (
         default_threads() if num_threads is None else _as_int("num_threads", num_threads, 1, 4096)
     )
@@ -460,3 +429,247 @@ def native_info() -> dict[str, Any]:
         "cuda": cuda,
         "counts": counts,
     }
+
+
+# ------------------------------------------------------------- decoder
+_ACTIVATIONS = ("silu", "relu", "tanh", "gelu")
+
+
+class NativeDecoder:
+    """A decoder MLP packed once for the native core, then run on blocks of
+    scenarios: ``decode(z)`` or the fused ``sample(mu, logvar)`` (z drawn
+    inside the kernel, never written out).
+
+    ``weights`` is a :class:`stressvae.DecoderWeights` (``model.export_decoder()``).
+    Every array is checked here (float32, C-contiguous, chained shapes, finite)
+    before it is packed. Output: float32 ``[n, window, assets]`` daily log
+    returns in data units (or log prices with ``cumulative=True``); for the
+    gaussian likelihood the observation noise ``eps`` of element j of scenario
+    ``offset + i`` is Philox stream ``TAG_OBSERVATION``: a scenario depends on
+    (weights, its latent draw, seed, its index) only.
+
+    CPU only for now (``device="cpu"``); the generator falls back to a torch
+    decoder on CUDA.
+    """
+
+    def __init__(self, weights: Any, *, isa: str = "auto", num_threads: int | None = None):
+        self.window = _as_int("weights.window", weights.window, 1, 1 << 24)
+        self.n_assets = _as_int("weights.n_assets", weights.n_assets, 1, 1 << 16)
+        self.latent_dim = _as_int("weights.latent_dim", weights.latent_dim, 1, 1 << 16)
+        if weights.likelihood not in ("gaussian", "mse"):
+            raise NativeInputError(
+                f"weights.likelihood must be 'gaussian' or 'mse', got {weights.likelihood!r}"
+            )
+        self.gaussian = weights.likelihood == "gaussian"
+        self.out_dim = self.window * self.n_assets
+        if isa not in ISA_LEVELS:
+            raise NativeInputError(f"isa must be one of {ISA_LEVELS}, got {isa!r}")
+        self.num_threads = (
+            default_threads()
+            if num_threads is None
+            else _as_int("num_threads", num_threads, 1, 4096)
+        )
+        layers = []
+        width = self.latent_dim
+        for i, layer in enumerate(weights.layers):
+            if len(layer) != 3:
+                raise NativeInputError(f"layer {i} must be (W, b, activation)")
+            w, b, act = layer
+            last = i == len(weights.layers) - 1
+            _check_array(f"layer {i} W", w, "float32", (2,))
+            _check_array(f"layer {i} b", b, "float32", (1,))
+            if _is_tensor(w) or _is_tensor(b):
+                raise NativeInputError(f"layer {i}: weights must be numpy arrays")
+            if w.shape[0] != width:
+                raise NativeInputError(
+                    f"layer {i} W must be [{width}, n] (its input is {width} wide), got "
+                    f"{_shape_str(w.shape)}"
+                )
+            if b.shape[0] != w.shape[1]:
+                raise NativeInputError(
+                    f"layer {i} b must be [{w.shape[1]}], got {_shape_str(b.shape)}"
+                )
+            if not (np.isfinite(w).all() and np.isfinite(b).all()):
+                raise NativeInputError(f"layer {i} has NaN or inf weights")
+            if last and act is not None:
+                raise NativeInputError("the last layer must be linear (activation None)")
+            if not last and act not in _ACTIVATIONS:
+                raise NativeInputError(
+                    f"layer {i} activation must be one of {_ACTIVATIONS}, got {act!r}"
+                )
+            layers.append((w, b, act))
+            width = int(w.shape[1])
+        if not layers:
+            raise NativeInputError("the decoder needs at least one layer")
+        want = (2 if self.gaussian else 1) * self.out_dim
+        if width != want:
+            raise NativeInputError(
+                f"the last layer must give {want} outputs for window {self.window} x "
+                f"{self.n_assets} assets ({weights.likelihood}), got {width}"
+            )
+        mean = np.ascontiguousarray(weights.scaler_mean, dtype=np.float32).reshape(-1)
+        std = np.ascontiguousarray(weights.scaler_std, dtype=np.float32).reshape(-1)
+        if mean.shape != (self.n_assets,) or std.shape != (self.n_assets,):
+            raise NativeInputError(f"scaler mean and std must be [{self.n_assets}]")
+        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            raise NativeInputError("scaler std must be finite and > 0, mean finite")
+        self.layers = layers
+        self.log_scale_bounds = (float(weights.log_scale_min), float(weights.log_scale_max))
+        self._impl = _core.Decoder(
+            layers, self.gaussian, self.out_dim, self.n_assets, mean, std,
+            *self.log_scale_bounds, isa,
+        )  # fmt: skip
+
+    @property
+    def isa(self) -> str:
+        return str(self._impl.isa)
+
+    def _out(self, out: Any, n: int) -> np.ndarray:
+        shape = (n, self.window, self.n_assets)
+        if out is None:
+            return np.empty(shape, dtype=np.float32)
+        _check_array("out", out, "float32", (3,))
+        if _is_tensor(out):
+            raise NativeInputError("out must be a numpy array (the native decoder runs on the CPU)")
+        if tuple(out.shape) != shape:
+            raise NativeInputError(f"out must have shape {shape}, got {_shape_str(out.shape)}")
+        if not out.flags.writeable:
+            raise NativeInputError("out must be writeable")
+        return out
+
+    def _shift(self, shift: Any) -> np.ndarray | None:
+        if shift is None:
+            return None
+        s = np.ascontiguousarray(shift, dtype=np.float32).reshape(-1)
+        if s.shape != (self.n_assets,) or not np.isfinite(s).all():
+            raise NativeInputError(f"shift must be {self.n_assets} finite numbers (one per asset)")
+        return s
+
+    def decode(
+        self,
+        z: Any,
+        *,
+        seed: int,
+        offset: int = 0,
+        noise: bool = True,
+        out: Any = None,
+        demean: bool = False,
+        cumulative: bool = False,
+        shift: Any = None,
+    ) -> np.ndarray:
+        """z float32 [n, latent] -> windows float32 [n, window, assets]."""
+        _check_array("z", z, "float32", (2,))
+        z = _numpy_view(z)
+        if z.shape[1] != self.latent_dim:
+            raise NativeInputError(f"z must be [n, {self.latent_dim}], got {_shape_str(z.shape)}")
+        _all_finite("z", z)
+        seed = _as_int("seed", seed, 0, _U64 - 1)
+        offset = _as_int("offset", offset, 0, _U64 - 1)
+        n = int(z.shape[0])
+        res = self._out(out, n)
+        self._impl.decode(
+            res.reshape(n, self.out_dim), z, seed, offset, bool(noise), bool(demean),
+            bool(cumulative), self._shift(shift), self.num_threads,
+        )  # fmt: skip
+        return res
+
+    def sample(
+        self,
+        mu: Any,
+        logvar: Any,
+        n: int | None = None,
+        *,
+        seed: int,
+        index: Any = None,
+        offset: int = 0,
+        scale: float = 1.0,
+        noise: bool = True,
+        out: Any = None,
+        demean: bool = False,
+        cumulative: bool = False,
+        shift: Any = None,
+        check_finite: bool = True,
+    ) -> np.ndarray:
+        """Fused sampling and decode: z drawn as :func:`sample_latent` does
+        (same seed, tag and scenario indices, so the same z), decoded in-block."""
+        # Validate exactly as sample_latent does, without running it.
+        probe = _LatentArgs.check(mu, logvar, n, seed, index, offset, scale, check_finite)
+        if probe.device != "cpu":
+            raise NativeInputError("the native decoder runs on the CPU: pass numpy arrays")
+        if probe.d != self.latent_dim:
+            raise NativeInputError(f"mu must have {self.latent_dim} columns, got {probe.d}")
+        res = self._out(out, probe.n)
+        idx = _numpy_view(index) if index is not None else np.empty(0, dtype=np.int64)
+        self._impl.sample(
+            res.reshape(probe.n, self.out_dim), probe.mu, probe.logvar, idx, _MODES[probe.mode],
+            probe.n, probe.seed, probe.offset, probe.scale, bool(noise), bool(demean),
+            bool(cumulative), self._shift(shift), self.num_threads,
+        )  # fmt: skip
+        return res
+
+
+class _LatentArgs:
+    """The validated arguments of a latent draw (shared by sample_latent and
+    the fused decoder)."""
+
+    __slots__ = ("d", "device", "k", "logvar", "mode", "mu", "n", "offset", "scale", "seed")
+
+    @classmethod
+    def check(cls, mu, logvar, n, seed, index, offset, scale, check_finite) -> _LatentArgs:
+        _check_array("mu", mu, "float32", (1, 2))
+        _check_array("logvar", logvar, "float32", (1, 2))
+        if tuple(mu.shape) != tuple(logvar.shape):
+            got, want = _shape_str(logvar.shape), _shape_str(mu.shape)
+            raise NativeInputError(f"logvar must have mu's shape {want}, got {got}")
+        self = cls()
+        self.d = int(mu.shape[-1])
+        if self.d < 1:
+            raise NativeInputError("mu must have at least one column (latent dimension)")
+        self.k = 1 if len(mu.shape) == 1 else int(mu.shape[0])
+        if self.k < 1:
+            raise NativeInputError("mu must have at least one row")
+        if n is not None:
+            n = _as_int("n", n, 0, (1 << 63) - 1)
+        if index is not None:
+            _check_array("index", index, "int64", (1,))
+            if len(mu.shape) != 2:
+                raise NativeInputError(
+                    f"with index, mu must be 2-D [k, d], got {_shape_str(mu.shape)}"
+                )
+            rows = int(index.shape[0])
+            if n is not None and n != rows:
+                raise NativeInputError(f"n={n} but index has {rows} entries; they must agree")
+            n, self.mode = rows, "table"
+        elif len(mu.shape) == 1 or (n is not None and self.k == 1):
+            if n is None:
+                raise NativeInputError(
+                    "n is required when mu is a single row (drawing from one point)"
+                )
+            self.mode = "prior"
+        else:
+            if n is not None and n != self.k:
+                raise NativeInputError(
+                    f"n={n} but mu has {self.k} rows: give one row (prior), n rows (one draw each) "
+                    "or an index into the rows (table)"
+                )
+            n, self.mode = self.k, "rows"
+        self.n = n
+        self.seed = _as_int("seed", seed, 0, _U64 - 1)
+        self.offset = _as_int("offset", offset, 0, _U64 - 1)
+        if self.offset + n > _U64:
+            raise NativeInputError(f"offset + n must be <= 2**64, got offset={self.offset}, n={n}")
+        self.scale = _as_scale(scale)
+        self.device = _device_of(mu)
+        for name, x in (("logvar", logvar), ("index", index)):
+            if x is not None and _device_of(x) != self.device:
+                raise NativeInputError(
+                    f"{name} is on {_device_of(x)} but mu is on {self.device}; use one device"
+                )
+        if check_finite:
+            _all_finite("mu", mu)
+            _all_finite("logvar", logvar)
+        if self.mode == "table":
+            _index_range(index, self.k)
+        self.mu = _numpy_view(mu).reshape(-1, self.d) if self.device == "cpu" else mu
+        self.logvar = _numpy_view(logvar).reshape(-1, self.d) if self.device == "cpu" else logvar
+        return self

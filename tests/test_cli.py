@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from stressvae import ScenarioVAE
 
@@ -112,3 +113,84 @@ def test_errors_are_one_line(tmp_path):
         assert res.returncode == 2
         assert res.stderr.startswith("stressvae: error: ") and msg in res.stderr
         assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_generate_streams_to_npy_and_parquet(tmp_path, trained_model_file):
+    out = tmp_path / "s.npy"
+    res = cli(
+        "generate",
+        "--model",
+        str(trained_model_file),
+        "--n",
+        "5000",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--chunk-size",
+        "1500",
+        "--quiet",
+    )
+    assert res.returncode == 0, res.stderr
+    arr = np.load(out)
+    assert arr.shape == (5000, 32, 1) and arr.dtype == np.float32
+    # the file holds exactly what the generator makes
+    from stressvae import ScenarioGenerator
+
+    want = (
+        ScenarioGenerator(ScenarioVAE.load(trained_model_file), device="cpu")
+        .sample(5000, seed=3)
+        .returns
+    )
+    assert np.array_equal(arr, want)
+    res = cli(
+        "generate",
+        "--model",
+        str(trained_model_file),
+        "--n",
+        "110",
+        "--mode",
+        "sweep",
+        "--steps",
+        "11",
+        "--horizon",
+        "40",
+        "--out",
+        str(tmp_path / "w.parquet"),
+    )
+    assert res.returncode == 0, res.stderr
+    assert "110 scenarios from calm to crisis in 11 steps, 40 days x 1 asset(s)" in res.stdout
+    frame = pd.read_parquet(tmp_path / "w.parquet")
+    assert len(frame) == 110 * 40 and sorted(frame["step"].unique()) == list(range(11))
+    res = cli(
+        "generate",
+        "--model",
+        str(trained_model_file),
+        "--n",
+        "10",
+        "--out",
+        str(tmp_path / "x.csv"),
+    )
+    assert res.returncode == 2 and "--out must end in .npy or .parquet" in res.stderr
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.fixture(scope="module")
+def trained_model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "m.safetensors"
+    res = cli(
+        "train",
+        "--window",
+        "32",
+        "--epochs",
+        "3",
+        "--hidden",
+        "64",
+        "--latent-dim",
+        "4",
+        "--out",
+        str(path),
+        "--quiet",
+    )
+    assert res.returncode == 0, res.stderr
+    return path

@@ -1,0 +1,28 @@
+// The decode worker compiled for avx512 (see decode_kernels.h). Standard
+// headers and tile.h come before the target pragma so that only this file's
+// own templates are built for avx512.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "decode.h"
+#include "tile.h"
+
+#if defined(__x86_64__)
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own
+// "undefined" vectors; not a real uninitialized read.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,prefer-vector-width=512")
+#define SVAE_SIMD_AVX512
+#include "simd.h"
+#include "decode_kernels.h"
+
+namespace svae {
+
+void decode_rows_avx512(const PackedNet& net, const DecodeArgs& a, int64_t r0, int64_t r1) {
+  decode_impl::decode_rows<simd::Avx512, 6, 4, tile::kAvx512>(net, a, r0, r1);
+}
+
+}  // namespace svae
+#endif

@@ -1,0 +1,24 @@
+// The decode worker compiled for sse2 (see decode_kernels.h). Standard
+// headers and tile.h come before the target pragma so that only this file's
+// own templates are built for sse2.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "decode.h"
+#include "tile.h"
+
+#if defined(__x86_64__)
+// baseline x86-64: no target change
+#define SVAE_SIMD_SSE2
+#include "simd.h"
+#include "decode_kernels.h"
+
+namespace svae {
+
+void decode_rows_sse2(const PackedNet& net, const DecodeArgs& a, int64_t r0, int64_t r1) {
+  decode_impl::decode_rows<simd::Sse2, 4, 2, tile::kBaseline>(net, a, r0, r1);
+}
+
+}  // namespace svae
+#endif

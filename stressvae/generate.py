@@ -1,0 +1,531 @@
+"""ScenarioGenerator: millions of market scenarios from a trained model.
+
+Every scenario is one latent draw decoded into a window of daily log
+returns (plus observation noise for the gaussian likelihood), made by the
+native fused sample-and-decode on the CPU. Scenario ``i`` of a call depends
+only on (model, seed, i): any chunk size, thread count or n gives the same
+scenario i, bit for bit on one machine.
+
+- ``sample(n, seed)``: from the prior N(0, I), the model's own market.
+- ``interpolate(start, end, steps, n_per_step, seed)``: from one regime to
+  another (e.g. calm -> crisis), along a latent path, step by step.
+- ``augment(windows, n_per_window, seed)``: many variations around given
+  (tail) windows.
+- ``iter_chunks(...)``: the same streams in chunks; nothing of size
+  n x horizon x assets is held unless asked for.
+
+Paths longer than the model's window (``horizon=``) chain ``ceil(horizon /
+window)`` windows per scenario, each from its own latent draw around the
+same point (the regime persists; the days at the seams are independent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import native
+from .data import as_windows
+
+__all__ = ["DRIFTS", "ScenarioGenerator", "Scenarios"]
+
+DRIFTS = ("keep", "zero", "historical")
+PATHS = ("linear", "spherical")
+_CALIBRATION = (65_536, 0x5EED_CA1B)  # n, seed of the draw that measures the model's drift
+
+
+@dataclasses.dataclass
+class Scenarios:
+    """Generated scenarios.
+
+    returns: float32 ``[n, horizon, assets]`` daily log returns (numpy).
+    tags: one row per scenario: ``scenario`` (its global index in the stream)
+        and what the generator knows of it (``set``; ``step`` and ``alpha``
+        for a sweep; ``anchor`` for augmentation).
+    """
+
+    returns: np.ndarray
+    tags: Any  # pandas.DataFrame
+    seed: int
+    horizon: int
+    window: int
+    asset_names: list[str]
+    drift: str = "keep"
+
+    def __len__(self) -> int:
+        return int(self.returns.shape[0])
+
+    @property
+    def n_assets(self) -> int:
+        return int(self.returns.shape[2])
+
+    def prices(self, start: float | np.ndarray = 1.0) -> np.ndarray:
+        """Price paths, float64 ``[n, horizon + 1, assets]``: ``start *
+        exp(cumsum(returns))`` in float64, with ``start`` as the first row.
+        ``start`` is a number or one per asset. The backtests use exactly
+        this function."""
+        s = np.asarray(start, dtype=np.float64)
+        if s.ndim > 1 or (s.ndim == 1 and s.shape[0] != self.n_assets):
+            raise ValueError(f"start must be a number or {self.n_assets} numbers (one per asset)")
+        if not np.all(np.isfinite(s)) or np.any(s <= 0):
+            raise ValueError("start prices must be finite and > 0")
+        r = self.returns.astype(np.float64)
+        out = np.empty((len(self), self.horizon + 1, self.n_assets), dtype=np.float64)
+        out[:, 0, :] = 0.0
+        np.cumsum(r, axis=1, out=out[:, 1:, :])
+        np.exp(out, out=out)
+        out *= s
+        return out
+
+    def to_frame(self):
+        """Long DataFrame: scenario, day (1..horizon), asset, log_return, plus
+        the tags of each scenario."""
+        import pandas as pd
+
+        n, h, a = self.returns.shape
+        frame = pd.DataFrame(
+            {
+                "scenario": np.repeat(self.tags["scenario"].to_numpy(), h * a),
+                "day": np.tile(np.repeat(np.arange(1, h + 1), a), n),
+                "asset": np.tile(np.array(self.asset_names, dtype=object), n * h),
+                "log_return": self.returns.reshape(-1),
+            }
+        )
+        extra = self.tags.drop(columns=["scenario"])
+        for col in extra.columns:
+            frame[col] = np.repeat(extra[col].to_numpy(), h * a)
+        return frame
+
+    def save(self, path: str | Path) -> Path:
+        """``.npy``: the returns array; ``.npz``: returns and tag columns;
+        ``.parquet``: the long frame of :meth:`to_frame`. Written to a
+        temporary file in the same folder and renamed, so a reader never sees
+        half a file."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in (".npy", ".npz", ".parquet"):
+            raise ValueError(f"save to .npy, .npz or .parquet, got {path.name!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                if suffix == ".npy":
+                    np.save(fh, self.returns)
+                elif suffix == ".npz":
+                    cols = {f"tag_{c}": self.tags[c].to_numpy() for c in self.tags.columns}
+                    np.savez(fh, returns=self.returns, **cols)
+                else:
+                    self.to_frame().to_parquet(fh, index=False)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return path
+
+    @staticmethod
+    def concat(parts: list[Scenarios]) -> Scenarios:
+        import pandas as pd
+
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        first = parts[0]
+        return dataclasses.replace(
+            first,
+            returns=np.concatenate([p.returns for p in parts]),
+            tags=pd.concat([p.tags for p in parts], ignore_index=True),
+        )
+
+
+@dataclasses.dataclass
+class _Plan:
+    """Where the latent draws of a stream come from: the prior, or a table of
+    K points (mu, logvar) with the point of each scenario given by index_of."""
+
+    n: int
+    mu: np.ndarray  # [K, latent] float32
+    logvar: np.ndarray  # [K, latent]
+    scale: float
+    index_of: Any  # callable(global ids int64 [m]) -> int64 [m], or None (prior)
+    tags_of: Any  # callable(global ids) -> dict of columns
+    label: str
+
+
+class ScenarioGenerator:
+    """Generates scenarios from a trained :class:`stressvae.ScenarioVAE`.
+
+    model: a trained ScenarioVAE (its scaler turns outputs into log returns).
+    data: the WindowData it was trained on (asset names; optional).
+    device: "cpu", "cuda" or "auto". The native fused decoder runs on the
+        CPU; on "cuda" the latent draws run natively on the GPU and the
+        decoder falls back to torch there (with a warning) until the CUDA
+        decoder lands.
+    num_threads: CPU threads (default: all this process may use).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        data: Any = None,
+        device: str = "auto",
+        num_threads: int | None = None,
+        isa: str = "auto",
+    ) -> None:
+        from .model import ScenarioVAE
+
+        if not isinstance(model, ScenarioVAE):
+            raise ValueError(f"model must be a ScenarioVAE, got {type(model).__name__}")
+        if data is not None and (data.window, data.n_assets) != (model.window, model.n_assets):
+            raise ValueError(
+                f"data has windows of {data.window} days x {data.n_assets} assets, the model "
+                f"{model.window} x {model.n_assets}"
+            )
+        self.model = model.eval()
+        self.window, self.n_assets, self.latent_dim = model.window, model.n_assets, model.latent_dim
+        self.asset_names = (
+            list(data.asset_names)
+            if data is not None
+            else [f"asset{i}" for i in range(self.n_assets)]
+        )
+        self.device = self._resolve_device(device)
+        self.weights = model.export_decoder()
+        self.decoder = native.NativeDecoder(self.weights, isa=isa, num_threads=num_threads)
+        if self.device != "cpu":
+            warnings.warn(
+                f"ScenarioGenerator on {self.device}: no fused CUDA decoder in this build, so "
+                "latent draws and observation noise run natively on the GPU and the decoder MLP "
+                "runs in torch there (slower; same scenarios within float32 tolerance).",
+                stacklevel=2,
+            )
+            self.model.to(self.device)
+        self._drift_shift: np.ndarray | None = None
+
+    @staticmethod
+    def _resolve_device(device: str) -> str:
+        if device not in ("auto", "cpu") and not str(device).startswith("cuda"):
+            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
+        info = native.native_info()["cuda"]
+        if device == "auto":
+            return "cuda" if info["usable"] else "cpu"
+        if str(device).startswith("cuda") and not info["usable"]:
+            raise ValueError(f"device={device!r} but no usable CUDA device: {info['reason']}")
+        return device
+
+    # ---------------------------------------------------------------- plans
+    def _prior_plan(self, n: int) -> _Plan:
+        z = np.zeros((1, self.latent_dim), np.float32)
+        return _Plan(
+            n,
+            z,
+            z,
+            1.0,
+            None,
+            lambda ids: {"set": np.full(len(ids), "prior", dtype=object)},
+            "prior",
+        )
+
+    def _check_common(
+        self, seed: Any, drift: str, horizon: Any, chunk_size: Any
+    ) -> tuple[int, int, int | None]:
+        seed = native._as_int("seed", seed, 0, (1 << 64) - 1)
+        if drift not in DRIFTS:
+            raise ValueError(f"drift must be one of {DRIFTS}, got {drift!r}")
+        h = self.window if horizon is None else native._as_int("horizon", horizon, 1, 1 << 24)
+        cs = None if chunk_size is None else native._as_int("chunk_size", chunk_size, 1, 1 << 40)
+        return seed, h, cs
+
+    def _shift(self, drift: str) -> np.ndarray | None:
+        """drift="historical": the constant per-asset shift that moves the
+        model's mean daily return (measured once on a fixed calibration draw
+        from the prior) to the training mean."""
+        if drift != "historical":
+            return None
+        if self._drift_shift is None:
+            n, seed = _CALIBRATION
+            x = self.decoder.sample(
+                np.zeros(self.latent_dim, np.float32), np.zeros(self.latent_dim, np.float32), n,
+                seed=seed,
+            )  # fmt: skip
+            gen_mean = x.astype(np.float64).mean(axis=(0, 1))
+            hist_mean = self.weights.scaler_mean.astype(np.float64)
+            self._drift_shift = (hist_mean - gen_mean).astype(np.float32)
+        return self._drift_shift
+
+    def _default_chunk(self, horizon: int) -> int:
+        """Scenarios per chunk: about 32 MiB of returns, less when memory is short."""
+        per = horizon * self.n_assets * 4
+        budget = 32 << 20
+        try:
+            with open("/proc/meminfo") as fh:
+                avail = next(
+                    int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("MemAvailable:")
+                )
+            budget = min(budget, max(avail // 20, 4 << 20))
+        except (OSError, StopIteration, ValueError):
+            pass
+        return max(1024, budget // per)
+
+    # ---------------------------------------------------------------- streams
+    def _run(
+        self,
+        plan: _Plan,
+        seed: int,
+        start: int,
+        m: int,
+        horizon: int,
+        drift: str,
+        out: np.ndarray | None,
+    ) -> Scenarios:
+        """Scenarios start .. start + m - 1 of a plan."""
+        import pandas as pd
+
+        k = -(-horizon // self.window)  # windows per scenario
+        ids = np.arange(start, start + m, dtype=np.int64)
+        rows = m * k
+        buf = np.empty((rows, self.window, self.n_assets), np.float32) if out is None else out
+        kwargs = dict(
+            seed=seed, offset=start * k, scale=plan.scale, demean=(drift == "zero"),
+            shift=self._shift(drift), check_finite=False,
+        )  # fmt: skip
+        idx = None if plan.index_of is None else np.repeat(plan.index_of(ids).astype(np.int64), k)
+        if self.device != "cpu":
+            buf[...] = self._torch_decode(plan, idx, rows, **kwargs)
+        elif idx is None:
+            self.decoder.sample(plan.mu[0], plan.logvar[0], rows, out=buf, **kwargs)
+        else:
+            self.decoder.sample(plan.mu, plan.logvar, index=idx, out=buf, **kwargs)
+        returns = buf.reshape(m, k * self.window, self.n_assets)
+        if k * self.window != horizon:
+            returns = np.ascontiguousarray(returns[:, :horizon])
+        cols = plan.tags_of(ids)
+        cols["set"] = pd.Categorical(cols["set"], categories=["prior", "sweep", "tail"])
+        tags = pd.DataFrame({"scenario": ids, **cols})
+        return Scenarios(returns, tags, seed, horizon, self.window, self.asset_names, drift)
+
+    def _torch_decode(self, plan, idx, rows, *, seed, offset, scale, demean, shift, check_finite):
+        """The GPU fallback: native latent draws and noise on the device, the
+        decoder MLP in torch, the same arithmetic as the native epilogue."""
+        import torch
+
+        dev = torch.device(self.device)
+        mu = torch.from_numpy(plan.mu).to(dev)
+        lv = torch.from_numpy(plan.logvar).to(dev)
+        if idx is None:
+            z = native.sample_latent(mu[0], lv[0], rows, seed=seed, offset=offset, scale=scale)
+        else:
+            z = native.sample_latent(
+                mu, lv, seed=seed, offset=offset, scale=scale, index=torch.from_numpy(idx).to(dev)
+            )
+        with torch.no_grad():
+            mean, log_scale = self.model.decode_scaled(z)
+            x = mean.reshape(rows, -1)
+            if log_scale is not None:
+                eps = native.normals(
+                    rows, x.shape[1], seed=seed, offset=offset, tag=native.TAG_OBSERVATION,
+                    device=str(dev),
+                )  # fmt: skip
+                x = x + torch.exp(log_scale.reshape(rows, -1)) * eps
+            x = x.reshape(rows, self.window, self.n_assets)
+            y = x * self.model.scaler_std + self.model.scaler_mean
+            if shift is not None:
+                y = y + torch.from_numpy(shift).to(dev)
+            if demean:
+                y = y - y.double().mean(dim=1, keepdim=True).float()
+        return y.cpu().numpy()
+
+    def _chunks(
+        self, plan: _Plan, seed: int, chunk_size: int | None, horizon: int, drift: str
+    ) -> Iterator[Scenarios]:
+        cs = chunk_size or self._default_chunk(horizon)
+        for start in range(0, plan.n, cs):
+            yield self._run(plan, seed, start, min(cs, plan.n - start), horizon, drift, None)
+
+    def _collect(self, plan, seed, chunk_size, horizon, drift) -> Scenarios:
+        parts = list(self._chunks(plan, seed, chunk_size or plan.n or 1, horizon, drift))
+        if not parts:
+            return self._run(plan, seed, 0, 0, horizon, drift, None)
+        return parts[0] if len(parts) == 1 else Scenarios.concat(parts)
+
+    # ---------------------------------------------------------------- public
+    def sample(
+        self,
+        n: int,
+        seed: int,
+        chunk_size: int | None = None,
+        drift: str = "keep",
+        horizon: int | None = None,
+    ) -> Scenarios:
+        """n scenarios from the prior: the model's own market.
+
+        drift: "keep" (the model's mean), "zero" (each scenario demeaned per
+        asset: no drift at all), "historical" (shifted so that the mean daily
+        return equals the training mean).
+        """
+        n = native._as_int("n", n, 0, 1 << 40)
+        seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
+        return self._collect(self._prior_plan(n), seed, cs, h, drift)
+
+    def iter_chunks(
+        self,
+        n: int,
+        seed: int,
+        chunk_size: int | None = None,
+        drift: str = "keep",
+        horizon: int | None = None,
+    ) -> Iterator[Scenarios]:
+        """The scenarios of ``sample(n, seed)`` in order, ``chunk_size`` at a
+        time (default: ~32 MiB of returns per chunk)."""
+        n = native._as_int("n", n, 0, 1 << 40)
+        seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
+        return self._chunks(self._prior_plan(n), seed, cs, h, drift)
+
+    def _encode(self, windows: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+        w = as_windows(windows, self.window, self.n_assets, name)
+        if len(w) == 0:
+            raise ValueError(f"{name} is empty")
+        mu, lv = self.model.encode(w)
+        return mu.cpu().numpy().astype(np.float64), lv.cpu().numpy().astype(np.float64)
+
+    @staticmethod
+    def _regime_gaussian(mu: np.ndarray, lv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Moment-matched Gaussian of a set of posteriors (the aggregate
+        posterior of a regime): mean of mu; variance = variance of mu + mean
+        of the posterior variances."""
+        center = mu.mean(axis=0)
+        var = mu.var(axis=0) + np.exp(lv).mean(axis=0)
+        return center, np.log(var)
+
+    def interpolate_plan(self, start_windows, end_windows, steps, n_per_step, path, spread, paired):
+        steps = native._as_int("steps", steps, 2, 100_000)
+        n_per_step = native._as_int("n_per_step", n_per_step, 1, 1 << 36)
+        if path not in PATHS:
+            raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+        spread = native._as_scale(spread)
+        mu_s, lv_s = self._encode(start_windows, "start_windows")
+        mu_e, lv_e = self._encode(end_windows, "end_windows")
+        alphas = np.linspace(0.0, 1.0, steps)
+        if paired:
+            if len(mu_s) != len(mu_e):
+                raise ValueError(
+                    "paired=True needs as many start as end windows, got "
+                    f"{len(mu_s)} and {len(mu_e)}"
+                )
+            pairs = len(mu_s)
+            mus = np.stack([_walk(mu_s, mu_e, a, path) for a in alphas])  # [steps, pairs, L]
+            lvs = np.stack([(1 - a) * lv_s + a * lv_e for a in alphas])
+            mu_t, lv_t = mus.reshape(-1, self.latent_dim), lvs.reshape(-1, self.latent_dim)
+
+            def index_of(ids):
+                step, j = ids // n_per_step, ids % n_per_step
+                return step * pairs + (j % pairs)
+        else:
+            c_s, v_s = self._regime_gaussian(mu_s, lv_s)
+            c_e, v_e = self._regime_gaussian(mu_e, lv_e)
+            mu_t = np.stack([_walk(c_s[None], c_e[None], a, path)[0] for a in alphas])
+            lv_t = np.stack([(1 - a) * v_s + a * v_e for a in alphas])
+
+            def index_of(ids):
+                return ids // n_per_step
+
+        def tags_of(ids):
+            step = ids // n_per_step
+            return {
+                "set": np.full(len(ids), "sweep", dtype=object),
+                "step": step,
+                "alpha": alphas[step],
+            }
+
+        return _Plan(
+            steps * n_per_step, mu_t.astype(np.float32), lv_t.astype(np.float32), spread,
+            index_of, tags_of, "sweep",
+        )  # fmt: skip
+
+    def interpolate(
+        self,
+        start_windows: Any,
+        end_windows: Any,
+        steps: int = 11,
+        n_per_step: int = 1000,
+        seed: int = 0,
+        path: str = "linear",
+        spread: float = 1.0,
+        paired: bool = False,
+        chunk_size: int | None = None,
+        drift: str = "keep",
+        horizon: int | None = None,
+    ) -> Scenarios:
+        """Scenarios along a latent path from one set of windows to another
+        (e.g. ``data.regime("calm")`` to ``data.regime("crisis")``).
+
+        Each set is encoded; by default the path runs between the sets'
+        regimes, each summarized as a Gaussian (the mean of the posterior
+        means; variance = their spread plus the mean posterior variance). At
+        ``steps`` points alpha = 0 .. 1 along the path (``"linear"``, or
+        ``"spherical"`` interpolation of the centers), ``n_per_step`` draws are
+        made around the point with the interpolated variance times
+        ``spread``^2. ``paired=True`` walks each start window to the end window
+        of the same position instead. Scenarios come out step by step (all of
+        step 0, then step 1, ...); ``tags`` has each one's ``step`` and ``alpha``.
+        """
+        seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
+        plan = self.interpolate_plan(
+            start_windows, end_windows, steps, n_per_step, path, spread, paired
+        )
+        return self._collect(plan, seed, cs, h, drift)
+
+    def augment_plan(self, windows, n_per_window, scale):
+        n_per_window = native._as_int("n_per_window", n_per_window, 1, 1 << 36)
+        scale = native._as_scale(scale)
+        mu, lv = self._encode(windows, "windows")
+        k = len(mu)
+
+        def tags_of(ids):
+            return {"set": np.full(len(ids), "tail", dtype=object), "anchor": ids // n_per_window}
+
+        return _Plan(
+            k * n_per_window, mu.astype(np.float32), lv.astype(np.float32), scale,
+            lambda ids: ids // n_per_window, tags_of, "tail",
+        )  # fmt: skip
+
+    def augment(
+        self,
+        windows: Any,
+        n_per_window: int,
+        scale: float = 0.5,
+        seed: int = 0,
+        chunk_size: int | None = None,
+        drift: str = "keep",
+        horizon: int | None = None,
+    ) -> Scenarios:
+        """``n_per_window`` variations of each given window (e.g.
+        ``data.regime("tail")``): draws around its posterior with the posterior
+        standard deviation shrunk by ``scale``. ``tags["anchor"]`` is the
+        position of the window each scenario comes from."""
+        seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
+        return self._collect(self.augment_plan(windows, n_per_window, scale), seed, cs, h, drift)
+
+    def __repr__(self) -> str:
+        return (
+            f"ScenarioGenerator(window={self.window}, assets={self.asset_names}, "
+            f"latent_dim={self.latent_dim}, device={self.device!r}, isa={self.decoder.isa!r})"
+        )
+
+
+def _walk(a: np.ndarray, b: np.ndarray, alpha: float, path: str) -> np.ndarray:
+    """Point alpha of the way from a to b (rows): straight, or spherical
+    (slerp of the vectors, which also interpolates their lengths)."""
+    if path == "linear":
+        return (1 - alpha) * a + alpha * b
+    na, nb = np.linalg.norm(a, axis=-1, keepdims=True), np.linalg.norm(b, axis=-1, keepdims=True)
+    cos = np.sum(a * b, axis=-1, keepdims=True) / np.maximum(na * nb, 1e-12)
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    so = np.sin(omega)
+    lin = (1 - alpha) * a + alpha * b
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sl = (np.sin((1 - alpha) * omega) * a + np.sin(alpha * omega) * b) / so
+    return np.where(so > 1e-6, sl, lin)
