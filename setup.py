@@ -171,7 +171,7 @@ def extensions() -> list[Pybind11Extension]:
             cxx_std=17,
             extra_compile_args=HOST_FLAGS,
         )
-        cuda.cuda_sources = [f"{CSRC}/cuda/sample.cu"]
+        cuda.cuda_sources = [f"{CSRC}/cuda/sample.cu", f"{CSRC}/cuda/decode.cu"]
         exts.append(cuda)
     elif mode != "off":
         _log("nvcc not found: building the CPU core only")

@@ -2,11 +2,17 @@
 // caller's stream as integers (stressvae/native.py takes them from torch
 // tensors after validating them); no torch or CUDA header is included here.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <tuple>
+#include <vector>
 
 #include <atomic>
 #include <cstdint>
 #include <string>
 
+#include "cuda/decode_cuda.h"
 #include "cuda/sample_cuda.h"
 
 namespace py = pybind11;
@@ -14,6 +20,7 @@ namespace py = pybind11;
 namespace {
 
 std::atomic<uint64_t> g_sample_calls{0}, g_sample_rows{0}, g_normals_calls{0}, g_normals_rows{0};
+std::atomic<uint64_t> g_decode_calls{0}, g_decode_rows{0};
 
 template <class T>
 T* ptr(uintptr_t p) {
@@ -56,6 +63,45 @@ PYBIND11_MODULE(_cuda, m) {
       },
       py::arg("out"), py::arg("n"), py::arg("d"), py::arg("seed"), py::arg("tag"),
       py::arg("offset"), py::arg("stream"));
+  m.def(
+      "decode",
+      [](const std::vector<std::tuple<uintptr_t, uintptr_t, int, int, int>>& layers, int latent,
+         int out_dim, int assets, bool gaussian, uintptr_t std_j, uintptr_t mean_j, float ls_min,
+         float ls_max, int width, uintptr_t z, uintptr_t mu, uintptr_t logvar, uintptr_t index,
+         int64_t k, int mode, float scale, uintptr_t out, int64_t n, uint64_t seed,
+         uint64_t offset, bool noise, bool demean, bool cumulative, uintptr_t stream) {
+        if (layers.empty() || layers.size() > static_cast<size_t>(svae::cuda::kMaxLayers))
+          throw std::invalid_argument("cuda decode: 1 to 8 layers");
+        svae::cuda::DeviceNet net{};
+        for (size_t l = 0; l < layers.size(); ++l) {
+          const auto& t = layers[l];
+          net.layers[l] = {ptr<const float>(std::get<0>(t)), ptr<const float>(std::get<1>(t)),
+                           std::get<2>(t), std::get<3>(t), std::get<4>(t)};
+        }
+        net.n_layers = static_cast<int>(layers.size());
+        net.latent = latent;
+        net.out_dim = out_dim;
+        net.assets = assets;
+        net.gaussian = gaussian ? 1 : 0;
+        net.std_j = ptr<const float>(std_j);
+        net.mean_j = ptr<const float>(mean_j);
+        net.ls_min = ls_min;
+        net.ls_max = ls_max;
+        net.width = width;
+        svae::cuda::DeviceLatent lat{ptr<const float>(z), ptr<const float>(mu),
+                                     ptr<const float>(logvar), ptr<const int64_t>(index), k, mode,
+                                     scale};
+        {
+          py::gil_scoped_release release;
+          svae::cuda::decode(net, lat, ptr<float>(out), n, seed, offset, noise, demean,
+                             cumulative, ptr<void>(stream));
+        }
+        g_decode_calls.fetch_add(1);
+        g_decode_rows.fetch_add(static_cast<uint64_t>(n));
+      },
+      "Fused decode on the device: raw pointers in, out [n, D] on `stream`.");
+  m.attr("MAX_WIDTH") = svae::cuda::kMaxWidth;
+  m.attr("MAX_LAYERS") = svae::cuda::kMaxLayers;
   m.def("device_count", [] {
     std::string why;
     const int n = svae::cuda::device_count(&why);
@@ -77,6 +123,8 @@ PYBIND11_MODULE(_cuda, m) {
     d["sample_cuda_rows"] = g_sample_rows.load();
     d["normals_cuda_calls"] = g_normals_calls.load();
     d["normals_cuda_rows"] = g_normals_rows.load();
+    d["decode_cuda_calls"] = g_decode_calls.load();
+    d["decode_cuda_rows"] = g_decode_rows.load();
     return d;
   });
 #ifdef SVAE_CUDA_ARCHS

@@ -36,6 +36,7 @@ from .data import as_windows
 __all__ = ["DRIFTS", "ScenarioGenerator", "Scenarios"]
 
 DRIFTS = ("keep", "zero", "historical")
+SETS = ("prior", "sweep", "tail")  # what the scenarios of a stream are, in tags["set"]
 PATHS = ("linear", "spherical")
 _CALIBRATION = (65_536, 0x5EED_CA1B)  # n, seed of the draw that measures the model's drift
 
@@ -154,6 +155,7 @@ class _Plan:
     index_of: Any  # callable(global ids int64 [m]) -> int64 [m], or None (prior)
     tags_of: Any  # callable(global ids) -> dict of columns
     label: str
+    device_tables: Any = None  # (mu, logvar) on the GPU, made on first use
 
 
 class ScenarioGenerator:
@@ -161,10 +163,10 @@ class ScenarioGenerator:
 
     model: a trained ScenarioVAE (its scaler turns outputs into log returns).
     data: the WindowData it was trained on (asset names; optional).
-    device: "cpu", "cuda" or "auto". The native fused decoder runs on the
-        CPU; on "cuda" the latent draws run natively on the GPU and the
-        decoder falls back to torch there (with a warning) until the CUDA
-        decoder lands.
+    device: "cpu", "cuda" or "auto" (a GPU when one is usable). On a GPU the
+        fused CUDA kernel runs (checked against the CPU decoder on first
+        use); a model it cannot take (widths over 256) falls back to the torch
+        decoder with native latent draws and noise, with a warning.
     num_threads: CPU threads (default: all this process may use).
     """
 
@@ -195,13 +197,17 @@ class ScenarioGenerator:
         self.device = self._resolve_device(device)
         self.weights = model.export_decoder()
         self.decoder = native.NativeDecoder(self.weights, isa=isa, num_threads=num_threads)
+        self.cuda_decoder = None
         if self.device != "cpu":
-            warnings.warn(
-                f"ScenarioGenerator on {self.device}: no fused CUDA decoder in this build, so "
-                "latent draws and observation noise run natively on the GPU and the decoder MLP "
-                "runs in torch there (slower; same scenarios within float32 tolerance).",
-                stacklevel=2,
-            )
+            try:
+                self.cuda_decoder = native.CudaDecoder(self.weights, self.device)
+            except native.NativeInputError as err:
+                warnings.warn(
+                    f"ScenarioGenerator on {self.device}: the fused CUDA decoder cannot take this "
+                    f"model ({err}); latent draws and noise run natively on the GPU and the "
+                    "decoder MLP in torch (slower; the same scenarios within float32 tolerance).",
+                    stacklevel=2,
+                )
             self.model.to(self.device)
         self._drift_shift: np.ndarray | None = None
 
@@ -225,7 +231,7 @@ class ScenarioGenerator:
             z,
             1.0,
             None,
-            lambda ids: {"set": np.full(len(ids), "prior", dtype=object)},
+            lambda ids: {},
             "prior",
         )
 
@@ -293,7 +299,9 @@ class ScenarioGenerator:
             shift=self._shift(drift), check_finite=False,
         )  # fmt: skip
         idx = None if plan.index_of is None else np.repeat(plan.index_of(ids).astype(np.int64), k)
-        if self.device != "cpu":
+        if self.cuda_decoder is not None:
+            buf[...] = self._cuda_run(plan, idx, rows, **kwargs)
+        elif self.device != "cpu":
             buf[...] = self._torch_decode(plan, idx, rows, **kwargs)
         elif idx is None:
             self.decoder.sample(plan.mu[0], plan.logvar[0], rows, out=buf, **kwargs)
@@ -303,9 +311,30 @@ class ScenarioGenerator:
         if k * self.window != horizon:
             returns = np.ascontiguousarray(returns[:, :horizon])
         cols = plan.tags_of(ids)
-        cols["set"] = pd.Categorical(cols["set"], categories=["prior", "sweep", "tail"])
-        tags = pd.DataFrame({"scenario": ids, **cols})
+        codes = np.full(m, SETS.index(plan.label), dtype=np.int8)
+        tags = pd.DataFrame(
+            {"scenario": ids, "set": pd.Categorical.from_codes(codes, categories=SETS), **cols}
+        )
         return Scenarios(returns, tags, seed, horizon, self.window, self.asset_names, drift)
+
+    def _cuda_run(self, plan, idx, rows, *, seed, offset, scale, demean, shift, check_finite):
+        """The fused CUDA kernel for one chunk; copied to the host."""
+        import torch
+
+        if plan.device_tables is None:
+            dev = self.cuda_decoder.device
+            plan.device_tables = (
+                torch.from_numpy(plan.mu).to(dev),
+                torch.from_numpy(plan.logvar).to(dev),
+            )
+        mu, lv = plan.device_tables
+        kw = dict(seed=seed, offset=offset, scale=scale, demean=demean, shift=shift)
+        if idx is None:
+            y = self.cuda_decoder.sample(mu[0], lv[0], rows, check_finite=False, **kw)
+        else:
+            index = torch.from_numpy(idx).to(self.cuda_decoder.device)
+            y = self.cuda_decoder.sample(mu, lv, index=index, check_finite=False, **kw)
+        return y.cpu().numpy()
 
     def _torch_decode(self, plan, idx, rows, *, seed, offset, scale, demean, shift, check_finite):
         """The GPU fallback: native latent draws and noise on the device, the
@@ -434,11 +463,7 @@ class ScenarioGenerator:
 
         def tags_of(ids):
             step = ids // n_per_step
-            return {
-                "set": np.full(len(ids), "sweep", dtype=object),
-                "step": step,
-                "alpha": alphas[step],
-            }
+            return {"step": step, "alpha": alphas[step]}
 
         return _Plan(
             steps * n_per_step, mu_t.astype(np.float32), lv_t.astype(np.float32), spread,
@@ -485,7 +510,7 @@ class ScenarioGenerator:
         k = len(mu)
 
         def tags_of(ids):
-            return {"set": np.full(len(ids), "tail", dtype=object), "anchor": ids // n_per_window}
+            return {"anchor": ids // n_per_window}
 
         return _Plan(
             k * n_per_window, mu.astype(np.float32), lv.astype(np.float32), scale,

@@ -673,3 +673,218 @@ class _LatentArgs:
         self.mu = _numpy_view(mu).reshape(-1, self.d) if self.device == "cpu" else mu
         self.logvar = _numpy_view(logvar).reshape(-1, self.d) if self.device == "cpu" else logvar
         return self
+
+
+# ------------------------------------------------------------- CUDA decoder
+_DECODE_CHECKED: set[int] = set()
+
+
+def _round4(x: int) -> int:
+    return (int(x) + 3) // 4 * 4
+
+
+class CudaDecoder:
+    """The decoder on a GPU: fused latent sampling, MLP and epilogue in one
+    kernel, exact float32, on the caller's current stream.
+
+    Takes decoders whose latent and hidden widths are at most 256 with at
+    most 8 layers (the activations of 64 scenarios stay in shared memory);
+    otherwise the constructor raises a NativeInputError that says so, and the
+    ScenarioGenerator falls back to the torch decoder with a warning. The
+    first use on a device checks the kernel against the CPU decoder (parity
+    within float32 tolerance) and raises a RuntimeError on a mismatch. Inputs
+    and outputs are torch tensors on the device.
+    """
+
+    def __init__(self, weights: Any, device: str = "cuda"):
+        import torch
+
+        self._cpu = NativeDecoder(weights)  # validates every array; the self-check's reference
+        if _cuda is None:
+            raise RuntimeError(f"stressvae._cuda is not built ({_CUDA_IMPORT_ERROR})")
+        dev = torch.device(device)
+        if dev.type != "cuda":
+            raise NativeInputError(f"device must be a CUDA device, got {device!r}")
+        self.index = dev.index if dev.index is not None else torch.cuda.current_device()
+        self.device = torch.device("cuda", self.index)
+        _cuda_ready(self.index)
+        c = self._cpu
+        self.window, self.n_assets, self.latent_dim = c.window, c.n_assets, c.latent_dim
+        self.gaussian, self.out_dim = c.gaussian, c.out_dim
+        max_w, max_l = int(_cuda.MAX_WIDTH), int(_cuda.MAX_LAYERS)
+        widths = [self.latent_dim] + [int(w.shape[1]) for w, _, _ in c.layers[:-1]]
+        if max(widths) > max_w or len(c.layers) > max_l:
+            raise NativeInputError(
+                f"the fused CUDA decoder takes latent and hidden widths up to {max_w} and at most "
+                f"{max_l} layers; this decoder has widths {widths} and {len(c.layers)} layers"
+            )
+        self.width = _round4(max(widths))
+        codes = {"silu": 1, "relu": 2, "tanh": 3, "gelu": 4, None: 0}
+        self._tensors, self._layers = [], []
+        for w, b, act in c.layers[:-1]:
+            n_pad = _round4(w.shape[1])
+            wp = np.zeros((w.shape[0], n_pad), np.float32)
+            wp[:, : w.shape[1]] = w
+            bp = np.zeros(n_pad, np.float32)
+            bp[: b.shape[0]] = b
+            self._add_layer(wp, bp, codes[act], torch)
+        w, b, _ = c.layers[-1]
+        d, groups = self.out_dim, (self.out_dim + 3) // 4
+        per = 8 if self.gaussian else 4
+        wp = np.zeros((w.shape[0], per * groups), np.float32)
+        bp = np.zeros(per * groups, np.float32)
+        for j in range(d):
+            g, q = divmod(j, 4)
+            wp[:, g * per + q], bp[g * per + q] = w[:, j], b[j]
+            if self.gaussian:
+                wp[:, g * per + 4 + q], bp[g * per + 4 + q] = w[:, d + j], b[d + j]
+        self._add_layer(wp, bp, 0, torch)
+        mean, std = weights.scaler_mean, weights.scaler_std
+        self._std_j = torch.as_tensor(
+            np.tile(np.asarray(std, np.float32), self.window), device=self.device
+        )
+        self._mean_j = np.tile(np.asarray(mean, np.float32), self.window)
+        self._ls = c.log_scale_bounds
+
+    def _add_layer(self, wp: np.ndarray, bp: np.ndarray, act: int, torch) -> None:
+        wt = torch.as_tensor(wp, device=self.device).contiguous()
+        bt = torch.as_tensor(bp, device=self.device).contiguous()
+        self._tensors += [wt, bt]
+        self._layers.append((wt.data_ptr(), bt.data_ptr(), int(wp.shape[0]), int(wp.shape[1]), act))
+
+    def _launch(self, out, n, latent, seed, offset, noise, demean, cumulative, shift) -> None:
+        import torch
+
+        mean_j = (
+            self._mean_j
+            if shift is None
+            else self._mean_j + np.tile(self._cpu._shift(shift), self.window)
+        )
+        mean_t = torch.as_tensor(mean_j, device=self.device)
+        z, mu, lv, idx, k, mode, scale = latent
+        with torch.cuda.device(self.device):
+            stream = torch.cuda.current_stream(self.device).cuda_stream
+            _cuda.decode(
+                self._layers, self.latent_dim, self.out_dim, self.n_assets, self.gaussian,
+                self._std_j.data_ptr(), mean_t.data_ptr(), *self._ls, self.width,
+                z, mu, lv, idx, k, mode, scale, out.data_ptr(), n, seed, offset,
+                bool(noise), bool(demean), bool(cumulative), stream,
+            )  # fmt: skip
+        self._keep = mean_t  # alive until the next launch on this stream
+
+    def _out(self, out: Any, n: int):
+        import torch
+
+        shape = (n, self.window, self.n_assets)
+        if out is None:
+            return torch.empty(shape, dtype=torch.float32, device=self.device)
+        _check_array("out", out, "float32", (3,))
+        if not _is_tensor(out) or out.device != self.device or tuple(out.shape) != shape:
+            raise NativeInputError(f"out must be a float32 tensor {shape} on {self.device}")
+        return out
+
+    def _tensor_on_device(self, name: str, x: Any, dtype: str, ndims) -> None:
+        _check_array(name, x, dtype, ndims)
+        if not _is_tensor(x) or x.device != self.device:
+            raise NativeInputError(f"{name} must be a tensor on {self.device}")
+
+    def decode(
+        self, z, *, seed, offset=0, noise=True, out=None, demean=False, cumulative=False, shift=None
+    ):
+        """z float32 tensor [n, latent] on the device -> [n, window, assets]."""
+        self._tensor_on_device("z", z, "float32", (2,))
+        if z.shape[1] != self.latent_dim:
+            raise NativeInputError(f"z must be [n, {self.latent_dim}], got {_shape_str(z.shape)}")
+        _all_finite("z", z)
+        seed = _as_int("seed", seed, 0, _U64 - 1)
+        offset = _as_int("offset", offset, 0, _U64 - 1)
+        n = int(z.shape[0])
+        self._self_check()
+        res = self._out(out, n)
+        self._launch(
+            res,
+            n,
+            (z.data_ptr(), 0, 0, 0, 1, 0, 1.0),
+            seed,
+            offset,
+            noise,
+            demean,
+            cumulative,
+            shift,
+        )
+        return res
+
+    def sample(
+        self,
+        mu,
+        logvar,
+        n=None,
+        *,
+        seed,
+        index=None,
+        offset=0,
+        scale=1.0,
+        noise=True,
+        out=None,
+        demean=False,
+        cumulative=False,
+        shift=None,
+        check_finite=True,
+    ):
+        """Fused sampling and decode on the device; the same z as sample_latent."""
+        for name, x in (("mu", mu), ("logvar", logvar)):
+            self._tensor_on_device(name, x, "float32", (1, 2))
+        if index is not None:
+            self._tensor_on_device("index", index, "int64", (1,))
+        a = _LatentArgs.check(mu, logvar, n, seed, index, offset, scale, check_finite)
+        if a.d != self.latent_dim:
+            raise NativeInputError(f"mu must have {self.latent_dim} columns, got {a.d}")
+        self._self_check()
+        res = self._out(out, a.n)
+        latent = (0, mu.data_ptr(), logvar.data_ptr(), index.data_ptr() if index is not None else 0,
+                  a.k, _MODES[a.mode], a.scale)  # fmt: skip
+        self._launch(res, a.n, latent, a.seed, a.offset, noise, demean, cumulative, shift)
+        return res
+
+    def _self_check(self) -> None:
+        """Once per device: the kernel against the CPU decoder, both latent
+        sources, parity within rtol 1e-5 + atol 1e-5 * max|ref| (float32)."""
+        if self.index in _DECODE_CHECKED:
+            return
+        import torch
+
+        rng = np.random.default_rng(20261121)
+        n = 257
+        z = rng.normal(size=(n, self.latent_dim)).astype(np.float32)
+        mu = rng.normal(size=(3, self.latent_dim)).astype(np.float32)
+        lv = rng.uniform(-2, 0.5, (3, self.latent_dim)).astype(np.float32)
+        idx = rng.integers(0, 3, n).astype(np.int64)
+        seed, offset = 0xC0FFEE, (1 << 32) - 100
+        want = [
+            self._cpu.decode(z, seed=seed, offset=offset),
+            self._cpu.sample(mu, lv, seed=seed, index=idx, offset=offset, scale=0.7),
+        ]
+        _DECODE_CHECKED.add(self.index)  # so the calls below run the kernel
+        try:
+            got = [
+                self.decode(torch.from_numpy(z).to(self.device), seed=seed, offset=offset),
+                self.sample(
+                    torch.from_numpy(mu).to(self.device), torch.from_numpy(lv).to(self.device),
+                    seed=seed, index=torch.from_numpy(idx).to(self.device), offset=offset,
+                    scale=0.7,
+                ),
+            ]  # fmt: skip
+            for name, g, w in zip(("decode(z)", "fused sample"), got, want, strict=True):
+                g = g.cpu().numpy()
+                err = np.abs(g.astype(np.float64) - w)
+                tol = 1e-5 * np.abs(w) + 1e-5 * np.abs(w).max()
+                if not np.all(err <= tol):
+                    raise RuntimeError(
+                        f"stressvae CUDA decoder self-check failed on cuda:{self.index} ({name}): "
+                        f"{int(np.sum(err > tol))} of {err.size} values differ from the CPU "
+                        f"decoder beyond float32 tolerance (max abs diff {err.max():.3g}); "
+                        "not using it"
+                    )
+        except BaseException:
+            _DECODE_CHECKED.discard(self.index)
+            raise

@@ -1,0 +1,58 @@
+// Fused MLP decode on CUDA: the contract of ../decode.h with raw device
+// pointers and the caller's stream. No CUDA or torch types here, so
+// bindings_cuda.cpp builds with the host compiler alone.
+#pragma once
+
+#include <cstdint>
+
+namespace svae {
+namespace cuda {
+
+constexpr int kMaxLayers = 8;
+constexpr int kMaxWidth = 256;  // widest hidden layer (and latent) the fused kernel takes
+
+// One layer on the device. Hidden layers: w [k, n_pad] row-major with n_pad
+// a multiple of 4 (zero columns), b [n_pad]. The output layer, gaussian:
+// w [k, 8 * G] where group g holds the means of outputs 4g..4g+3 then their
+// raw log-scales (zero where 4g + q >= D); mse: w [k, 4 * G], means only.
+struct DeviceLayer {
+  const float* w;
+  const float* b;
+  int k;
+  int n_pad;
+  int activation;  // svae::Activation codes (0 identity, 1 silu, 2 relu, 3 tanh, 4 gelu)
+};
+
+struct DeviceNet {
+  DeviceLayer layers[kMaxLayers];
+  int n_layers;
+  int latent;
+  int out_dim;  // D = window * assets
+  int assets;
+  int gaussian;
+  const float* std_j;   // [D] scaler std of element j (device)
+  const float* mean_j;  // [D] scaler mean of element j, drift shift folded in (device)
+  float ls_min, ls_max;
+  int width;  // widest hidden layer / latent (padded), <= kMaxWidth
+};
+
+// Latent source: z [n, latent] on the device, or the fused sampler
+// (mode 0 prior, 1 per row, 2 table) with mu / logvar [k, latent] and index [n].
+struct DeviceLatent {
+  const float* z;
+  const float* mu;
+  const float* logvar;
+  const int64_t* index;
+  int64_t k;
+  int mode;
+  float scale;
+};
+
+// out [n, D] on the device; noise with key `seed`, tag kTagObservation,
+// scenario offset + i; demean / cumulative per asset after the decode.
+void decode(const DeviceNet& net, const DeviceLatent& latent, float* out, int64_t n,
+            uint64_t seed, uint64_t offset, bool noise, bool demean, bool cumulative,
+            void* stream);
+
+}  // namespace cuda
+}  // namespace svae
