@@ -1,7 +1,8 @@
-"""The ``stressvae`` command: demo, train, anomalies, info.
+"""The ``stressvae`` command: demo, train, generate, stress, report,
+anomalies, bench, info.
 
-Errors are one line on stderr and exit code 2. Later stages add generate,
-stress, evaluate, report and bench.
+Errors are one line on stderr and exit code 2; long work shows progress
+bars on stderr (``--quiet`` turns them and the summary off).
 """
 
 from __future__ import annotations
@@ -30,126 +31,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
     return value
-
-
-def _device_inputs(device: str, arrays: list[np.ndarray]):
-    """numpy arrays for the CPU, torch tensors on the GPU for cuda."""
-    if device == "cpu":
-        return arrays
-    import torch
-
-    return [torch.from_numpy(a).to(device) for a in arrays]
-
-
-def _resolve_device(device: str) -> str:
-    info = native.native_info()
-    if device == "auto":
-        return "cuda" if info["cuda"]["usable"] else "cpu"
-    if device.startswith("cuda") and not info["cuda"]["usable"]:
-        raise CliError(f"--device {device}: no usable CUDA device ({info['cuda']['reason']})")
-    return device
-
-
-def _to_numpy(x) -> np.ndarray:
-    return x if isinstance(x, np.ndarray) else x.cpu().numpy()
-
-
-def _stream(device, buf, mu, lv, n, seed, index=None, scale=1.0, keep=None):
-    """Draws n scenarios in chunks into one reused buffer, the way generation
-    streams them; returns the seconds spent in the sampler, running moments
-    per column and the rows in `keep` (a range) for the reproducibility check."""
-    d = int(mu.shape[-1])
-    chunk = int(buf.shape[0])
-    s1 = np.zeros(d)
-    s2 = np.zeros(d)
-    kept = []
-    sync = (lambda: None) if device == "cpu" else __import__("torch").cuda.synchronize
-    dt = 0.0
-    for start in range(0, n, chunk):
-        m = min(chunk, n - start)
-        idx = None if index is None else index[start : start + m]
-        t0 = time.perf_counter()
-        z = native.sample_latent(
-            mu, lv, None if index is not None else m, seed=seed, offset=start,
-            index=idx, scale=scale, out=buf[:m], check_finite=False,
-        )  # fmt: skip
-        sync()
-        dt += time.perf_counter() - t0
-        zn = _to_numpy(z)
-        s1 += zn.sum(0, dtype=np.float64)
-        s2 += np.square(zn, dtype=np.float64).sum(0)
-        if keep is not None and start <= keep.start < start + m:
-            kept.append(zn[keep.start - start : keep.stop - start].copy())
-    mean = s1 / n
-    return dt, mean, np.sqrt(s2 / n - mean**2), (kept[0] if kept else None)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    n, d, seed, chunk = args.n, args.latent_dim, args.seed, args.chunk
-    device = _resolve_device(args.device)
-    rng = np.random.default_rng(seed)
-    say = (lambda *a: None) if args.quiet else print
-
-    say(f"stressvae {__version__} demo: {n:,} latent scenarios, latent dimension {d}, seed {seed}")
-    where = native.native_info()["core"]["isa"] if device == "cpu" else device
-    say(f"device: {device} ({where}), streamed in chunks of {chunk:,}")
-
-    # 1. The prior N(0, I): the starting point of every generated market.
-    mu0, lv0 = _device_inputs(device, [np.zeros(d, np.float32), np.zeros(d, np.float32)])
-    chunk = min(chunk, n)
-    buf = _device_inputs(device, [np.empty((chunk, d), np.float32)])[0]  # reused by every chunk
-    _stream(device, buf, mu0, lv0, chunk, seed)  # warm-up: pages, threads, CUDA self-check
-    start = n // 3
-    keep = range(start, min(n, start + 1000))
-    dt, mean, std, kept = _stream(device, buf, mu0, lv0, n, seed, keep=keep)
-    say(
-        f"prior      z ~ N(0, I): {dt * 1e3:8.1f} ms  {n / dt / 1e6:7.2f} M scenarios/s  "
-        f"{dt / (n * d) * 1e9:5.2f} ns/normal  |mean| <= {np.max(np.abs(mean)):.4f}  "
-        f"|std - 1| <= {np.max(np.abs(std - 1)):.4f}"
-    )
-
-    # 2. Around a few anchors (what augmentation of tail windows does).
-    k = 8
-    mu_k = rng.normal(0, 1, (k, d)).astype(np.float32)
-    lv_k = rng.uniform(-3, 0, (k, d)).astype(np.float32)
-    anchor = np.repeat(np.arange(k, dtype=np.int64), -(-n // k))[:n]  # contiguous blocks
-    mu_kd, lv_kd, anchor_d = _device_inputs(device, [mu_k, lv_k, anchor])
-    worst, dt_t = 0.0, 0.0
-    for j in range(k):
-        lo, hi = np.searchsorted(anchor, [j, j + 1])
-        if hi == lo:
-            continue
-        t, _m, sd, _ = _stream(
-            device, buf, mu_kd, lv_kd, int(hi - lo), seed + j, index=anchor_d[lo:hi], scale=0.5
-        )
-        dt_t += t
-        worst = max(worst, float(np.max(np.abs(sd / (0.5 * np.exp(0.5 * lv_k[j])) - 1))))
-    say(
-        f"anchors    {k} anchors, scale 0.5: {dt_t * 1e3:8.1f} ms  "
-        f"{n / dt_t / 1e6:7.2f} M scenarios/s  std off by at most {worst:.1%}"
-    )
-
-    # 3. Reproducibility: rows drawn alone equal the same rows of the stream.
-    alone = _to_numpy(native.sample_latent(mu0, lv0, len(keep), seed=seed, offset=keep.start))
-    same = kept is not None and np.array_equal(alone.view(np.uint32), kept.view(np.uint32))
-    say(
-        f"reproduce  scenarios {keep.start:,}..{keep.stop - 1:,} drawn alone "
-        f"{'equal' if same else 'DIFFER FROM'} the same rows of the stream, bit for bit"
-    )
-
-    counts = native.native_info()["counts"]
-    key = "sample_cuda_calls" if device != "cpu" else "sample_cpu_calls"
-    say(f"native     {counts[key]} calls of the {device.split(':')[0]} sampler in this process")
-    say("next       the VAE, decoder and backtests build on these draws (see README)")
-    if not same:
-        raise CliError("reproducibility check failed: rows drawn alone differ from the stream")
-    tol = 6 / np.sqrt(n)  # per column, 6 standard errors
-    if np.max(np.abs(mean)) > tol or np.max(np.abs(std - 1)) > tol or worst > 0.05:
-        raise CliError(
-            f"sample moments are off: max |mean| {np.max(np.abs(mean)):.4g}, "
-            f"max |std - 1| {np.max(np.abs(std - 1)):.4g}, anchor std error {worst:.3g}"
-        )
-    return 0
 
 
 def _load_data(spec: str, window: int, val_fraction: float, missing: str, pool: bool):
@@ -365,6 +246,148 @@ def _bar(total: int, enabled: bool):
     return _Quiet()
 
 
+def _headline_lines(rep) -> list[str]:
+    h = rep.headline()
+    return [
+        f"loss      P(total return < 0) over {rep.horizon} days: {h['prob_loss']:.1%}",
+        f"tail      expected shortfall 99%: {-h['es_99']:+.1%} of the total return",
+        f"regimes   median Sharpe {h['median_sharpe_calm']:.2f} in calm markets, "
+        f"{h['median_sharpe_crisis']:.2f} in crisis",
+    ]
+
+
+def _write_report(rep, out: Path, say) -> Path:
+    rep.save(out)
+    path = rep.to_html(out / "report.html")
+    say(f"report    {path.resolve()}")
+    say(f"metrics   {(out / 'metrics.parquet').resolve()} ({len(rep.metrics):,} paths)")
+    for line in _headline_lines(rep):
+        say(line)
+    return path
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import pandas as pd
+    import torch
+
+    from . import strategies
+    from .data import WindowData
+    from .datasets import load_dataset
+    from .model import ScenarioVAE
+    from .report import stress_test
+    from .train import History, Trainer
+
+    say = (lambda *a: None) if args.quiet else print
+    t_start = time.perf_counter()
+    out = Path(args.out)
+    strategy = strategies.parse(args.strategy)
+    data = WindowData.from_prices(load_dataset("sp500"), window=args.window)
+    say(f"data      sp500: {len(data.windows):,} windows of {args.window} days, "
+        f"{data.returns.index[0].date()}..{data.returns.index[-1].date()}")  # fmt: skip
+    model_path, meta_path = out / "model.safetensors", out / "model.json"
+    want = {"data": "sp500", "window": args.window, "seed": args.seed, "version": __version__}
+    history = None
+    cached = (
+        not args.retrain
+        and model_path.exists()
+        and meta_path.exists()
+        and json.loads(meta_path.read_text()) == want
+    )
+    if cached:
+        model = ScenarioVAE.load(model_path)
+        hist_path = out / "history.csv"
+        if hist_path.exists():
+            frame = pd.read_csv(hist_path)
+            history = History(frame.to_dict("records"), 0, False, 0.0, np.zeros(0), 0)
+        say(f"model     reusing {model_path} (--retrain to train again)")
+    else:
+        torch.manual_seed(args.seed)
+        model = ScenarioVAE(window=args.window)
+        history = Trainer(seed=args.seed, progress=not args.quiet).fit(model, data)
+        out.mkdir(parents=True, exist_ok=True)
+        model.save(model_path)
+        meta_path.write_text(json.dumps(want))
+        history.to_frame().reset_index().to_csv(out / "history.csv", index=False)
+        say(f"model     trained in {history.seconds:.1f} s ({len(history.records)} epochs), "
+            f"saved to {model_path}")  # fmt: skip
+    say(f"stress    {strategy.describe()} on {args.n:,} scenarios (+ calm->crisis sweep and "
+        f"tail variations), fees {args.fees:g}")  # fmt: skip
+    rep = stress_test(
+        model, data, strategy, n=args.n, seed=args.seed, fees=args.fees, device=args.device,
+        engine=args.engine, history=history, progress=not args.quiet,
+    )  # fmt: skip
+    _write_report(rep, out, say)
+    say(f"done      in {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+def cmd_stress(args: argparse.Namespace) -> int:
+    from . import strategies
+    from .model import ScenarioVAE
+    from .report import stress_test
+
+    say = (lambda *a: None) if args.quiet else print
+    model = ScenarioVAE.load(args.model)
+    data = _load_data(args.data, model.window, 0.2, args.missing, args.pool)
+    if data.n_assets != model.n_assets:
+        raise CliError(
+            f"the model was trained on {model.n_assets} asset(s), {args.data} has {data.n_assets}"
+        )
+    strategy = strategies.parse(args.strategy)
+    say(f"stress    {strategy.describe()} on {args.n:,} scenarios of {args.data}")
+    rep = stress_test(
+        model, data, strategy, n=args.n, seed=args.seed, steps=args.steps,
+        horizon=args.horizon, drift=args.drift, fees=args.fees, slippage=args.slippage,
+        device=args.device, engine=args.engine, progress=not args.quiet,
+    )  # fmt: skip
+    _write_report(rep, Path(args.out), say)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import StressReport
+
+    rep = StressReport.load(args.source)
+    path = rep.to_html(Path(args.out) if args.out else Path(args.source) / "report.html")
+    if not args.quiet:
+        print(f"report    {path.resolve()}")
+        for line in _headline_lines(rep):
+            print(line)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent / "benchmarks"
+    if not root.is_dir():
+        raise CliError(
+            "stressvae bench runs the scripts in benchmarks/ of a source checkout; "
+            f"none beside the package ({root})"
+        )
+    quick = ["--quick"] if args.quick else []
+    runs = [
+        ("bench_sampling.py", [*quick, "--no-memory"]),
+        ("bench_generate.py", [*quick, "--no-compile", "--no-memory"]),
+        ("bench_backtest.py", quick),
+    ]
+    tables = []
+    for script, extra in runs:
+        if not (root / script).exists():
+            continue
+        print(f"running {script} {' '.join(extra)}", flush=True)
+        res = subprocess.run(
+            [sys.executable, str(root / script), *extra], capture_output=True, text=True
+        )
+        if res.returncode != 0:
+            raise CliError(f"{script} failed: {res.stderr.strip().splitlines()[-1:]}")
+        text = res.stdout
+        tables.append(text[text.find("\n## ") + 1 :] if "\n## " in text else text)
+    print()
+    print("\n".join(tables))
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     print(json.dumps(native.native_info(), indent=2))
     return 0
@@ -380,22 +403,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="draw latent market scenarios through the native core and report",
+        help="the whole stress test on real S&P 500 data, with an HTML report",
         description=(
-            "Draws N latent scenarios (the random inputs of generated markets) from the "
-            "prior and around a few anchors through the native sampler, and reports speed, "
-            "moments and bit-for-bit reproducibility."
+            "Trains a ScenarioVAE on the bundled S&P 500 closes (or reuses the one cached in the "
+            "output folder), stress-tests a moving-average crossover on a million generated "
+            "markets plus a calm-to-crisis sweep and variations of the worst real windows, and "
+            "writes an HTML report."
         ),
     )
-    demo.add_argument("--n", type=_positive_int, default=1_000_000, help="scenarios (default 1e6)")
-    demo.add_argument("--latent-dim", type=_positive_int, default=16, help="latent dimension")
     demo.add_argument(
-        "--chunk", type=_positive_int, default=262_144, help="scenarios per chunk (default 262144)"
+        "--n", type=_positive_int, default=1_000_000, help="prior scenarios (default 1e6)"
+    )
+    demo.add_argument("--strategy", default="ma:10,40", help="strategy spec (default ma:10,40)")
+    demo.add_argument(
+        "--window", type=_positive_int, default=128, help="days per window (default 128)"
+    )
+    demo.add_argument(
+        "--fees", type=float, default=0.001, help="fees per trade, fraction (default 0.001)"
     )
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.add_argument(
-        "--device", default="auto", help="cpu, cuda, cuda:N or auto (GPU when there is one)"
+        "--out", default="stressvae-report", help="output folder (default ./stressvae-report)"
     )
+    demo.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    demo.add_argument(
+        "--engine", default="auto", choices=["auto", "fast", "vectorbt"], help="backtest engine"
+    )
+    demo.add_argument("--retrain", action="store_true", help="train even if a cached model fits")
     demo.add_argument("--quiet", action="store_true", help="print nothing on success")
     demo.set_defaults(func=cmd_demo)
 
@@ -532,6 +566,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     generate.set_defaults(func=cmd_generate)
+
+    strategy_help = (
+        "buy_and_hold, ma:FAST,SLOW, momentum:LOOKBACK, rsi:WINDOW,LOWER,UPPER, "
+        "vol_target:TARGET,LOOKBACK, equal_weight (several assets)"
+    )
+    stress = sub.add_parser(
+        "stress",
+        help="stress-test a strategy on scenarios from a saved model",
+        description=(
+            "Backtests a strategy on scenarios from the model's prior, a sweep from calm to "
+            "crisis windows, and variations of the worst real windows; writes metrics and an "
+            "HTML report."
+        ),
+    )
+    stress.add_argument("--model", required=True, help="a model saved by `stressvae train`")
+    data_args(stress)
+    stress.add_argument("--strategy", default="ma:10,40", help=strategy_help)
+    stress.add_argument(
+        "--n", type=_positive_int, default=100_000, help="prior scenarios (default 1e5)"
+    )
+    stress.add_argument("--steps", type=_positive_int, default=11, help="sweep steps (default 11)")
+    stress.add_argument("--horizon", type=_positive_int, default=None, help="days per path")
+    stress.add_argument("--fees", type=float, default=0.0, help="fees per trade, fraction")
+    stress.add_argument("--slippage", type=float, default=0.0, help="slippage per trade, fraction")
+    stress.add_argument("--drift", default="keep", choices=["keep", "zero", "historical"])
+    stress.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    stress.add_argument("--out", default="stressvae-report", help="output folder")
+    stress.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    stress.add_argument("--engine", default="auto", choices=["auto", "fast", "vectorbt"])
+    stress.set_defaults(func=cmd_stress)
+
+    report = sub.add_parser("report", help="write the HTML report of a saved stress test again")
+    report.add_argument("source", help="folder written by `stressvae stress` or `stressvae demo`")
+    report.add_argument("--out", default=None, help="HTML path (default SOURCE/report.html)")
+    report.add_argument("--quiet", action="store_true")
+    report.set_defaults(func=cmd_report)
+
+    bench = sub.add_parser(
+        "bench",
+        help="run the benchmarks and print the ratio tables",
+        description=(
+            "Runs benchmarks/ (source checkout): native sampling and decode vs torch, the fast "
+            "backtest path vs vectorbt; prints each table."
+        ),
+    )
+    bench.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
+    bench.set_defaults(func=cmd_bench)
 
     info = sub.add_parser("info", help="what was built and which devices are usable (JSON)")
     info.set_defaults(func=cmd_info)

@@ -503,6 +503,41 @@ class ScenarioGenerator:
         )
         return self._collect(plan, seed, cs, h, drift)
 
+    def iter_interpolate(
+        self,
+        start_windows: Any,
+        end_windows: Any,
+        steps: int = 11,
+        n_per_step: int = 1000,
+        seed: int = 0,
+        path: str = "linear",
+        spread: float = 1.0,
+        paired: bool = False,
+        chunk_size: int | None = None,
+        drift: str = "keep",
+        horizon: int | None = None,
+    ) -> Iterator[Scenarios]:
+        """The scenarios of :meth:`interpolate`, in chunks."""
+        seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
+        plan = self.interpolate_plan(
+            start_windows, end_windows, steps, n_per_step, path, spread, paired
+        )
+        return self._chunks(plan, seed, cs, h, drift)
+
+    def iter_augment(
+        self,
+        windows: Any,
+        n_per_window: int,
+        scale: float = 0.5,
+        seed: int = 0,
+        chunk_size: int | None = None,
+        drift: str = "keep",
+        horizon: int | None = None,
+    ) -> Iterator[Scenarios]:
+        """The scenarios of :meth:`augment`, in chunks."""
+        seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
+        return self._chunks(self.augment_plan(windows, n_per_window, scale), seed, cs, h, drift)
+
     def augment_plan(self, windows, n_per_window, scale):
         n_per_window = native._as_int("n_per_window", n_per_window, 1, 1 << 36)
         scale = native._as_scale(scale)

@@ -194,3 +194,53 @@ def trained_model_file(tmp_path_factory):
     )
     assert res.returncode == 0, res.stderr
     return path
+
+
+def test_stress_then_report_again(tmp_path, trained_model_file):
+    out = tmp_path / "rep"
+    res = cli(
+        "stress",
+        "--model",
+        str(trained_model_file),
+        "--strategy",
+        "ma:5,20",
+        "--n",
+        "2000",
+        "--steps",
+        "3",
+        "--fees",
+        "0.001",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    )
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"loss\s+P\(total return < 0\) over \d+ days: \d+\.\d%", res.stdout)
+    assert (out / "report.html").exists() and (out / "metrics.parquet").exists()
+    frame = pd.read_parquet(out / "metrics.parquet")
+    assert (frame["set"] == "prior").sum() == 2000 and set(frame["set"]) == {
+        "prior",
+        "sweep",
+        "tail",
+    }
+    (out / "report.html").unlink()
+    res = cli("report", str(out), "--quiet")
+    assert res.returncode == 0, res.stderr and (out / "report.html").exists()
+    res = cli("report", str(tmp_path))
+    assert res.returncode == 2 and "is not a saved stress report" in res.stderr
+
+
+def test_demo_runs_the_whole_stress_test_and_reuses_its_model(tmp_path):
+    out = tmp_path / "demo"
+    res = cli("demo", "--n", "3000", "--out", str(out), "--device", "cpu", "--quiet")
+    assert res.returncode == 0, res.stderr
+    html = (out / "report.html").read_text()
+    assert "Stress test: MACrossover(fast_window=10, slow_window=40)" in html
+    model_time = (out / "model.safetensors").stat().st_mtime
+    res = cli("demo", "--n", "2000", "--out", str(out), "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    assert "reusing" in res.stdout and (out / "model.safetensors").stat().st_mtime == model_time
+    assert re.search(
+        r"regimes\s+median Sharpe -?\d+\.\d\d in calm markets, -?\d+\.\d\d in crisis", res.stdout
+    )

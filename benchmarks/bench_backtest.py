@@ -1,0 +1,246 @@
+"""Backtest metrics: the numba fast path vs vectorbt used straight, CPU, in one run.
+
+    python benchmarks/bench_backtest.py                 # 100k paths x 252 steps, 1M streamed
+    python benchmarks/bench_backtest.py --quick         # 20k paths, 200k streamed
+    python benchmarks/bench_backtest.py --paths 50000
+
+Peer: what a vectorbt user writes: one Portfolio on the whole [253, paths]
+close matrix (``MACrossover(10, 50)``: ``vbt.MA.run`` + ``ma_crossed_above /
+below`` + ``Portfolio.from_signals``; ``BuyAndHold``: ``Portfolio.from_holding``;
+fees 0.001, slippage 0.0005) and its ten metrics
+(``stressvae.backtest.vectorbt_metrics``). Fast side:
+``stressvae.backtest.fast_metrics``, the same ten numbers from the numba
+kernels. Log returns ~ N(3e-4, 0.012), prices from 100.
+
+Before timing, both sides run once (warm-up: imports, JIT / cache loads)
+and their metrics are compared: the max relative difference is printed
+next to the ratio (the run stops if it exceeds 1e-9). Then the two sides
+alternate; medians are reported. Peak memory: each side runs once more in a
+fresh process, warmed up on a small matrix, its peak reset (``5`` written
+to /proc/self/clear_refs), and the growth of VmHWM over the RSS before the
+call is reported (the close matrix itself is not counted). Last, the fast
+path alone on 1M paths (10 chunks of 100k, each chunk generated, then
+timed; generation not counted) for throughput. The ratio table comes last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from stressvae.backtest import METRICS, BacktestConfig, fast_metrics, vectorbt_metrics
+from stressvae.strategies import BuyAndHold, MACrossover
+
+STEPS = 252
+CONFIG = BacktestConfig(fees=0.001, slippage=0.0005)
+STRATEGIES = {"MACrossover(10, 50)": MACrossover(10, 50), "BuyAndHold": BuyAndHold()}
+SIDES = {"fast": fast_metrics, "vectorbt": vectorbt_metrics}
+
+
+def make_close(paths: int, seed: int, steps: int = STEPS) -> np.ndarray:
+    """float64 [steps + 1, paths]: prices from 100, log returns ~ N(3e-4, 0.012)."""
+    rng = np.random.default_rng(seed)
+    logs = np.zeros((steps + 1, paths))
+    np.cumsum(rng.normal(3e-4, 0.012, (steps, paths)), axis=0, out=logs[1:])
+    np.exp(logs, out=logs)
+    logs *= 100.0
+    return logs
+
+
+def max_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest |a - b| / |b|, NaN == NaN; inf where a NaN or inf meets another value."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        if (~same & ~(np.isfinite(a) & np.isfinite(b))).any():
+            return float("inf")
+        d = np.where(same, 0.0, np.abs(a - b) / np.maximum(np.abs(b), 1e-300))
+    return float(d.max()) if d.size else 0.0
+
+
+def proc_status() -> dict[str, int]:
+    """VmRSS / VmHWM of this process, KiB."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+def child_memory(side: str, name: str, paths: int, seed: int) -> None:
+    """In a fresh process: peak RSS growth (MiB) of one call of one side."""
+    fn, strategy = SIDES[side], STRATEGIES[name]
+    fn(make_close(500, seed + 1), strategy, CONFIG)  # imports, JIT / cache loads
+    close = make_close(paths, seed)
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = proc_status()["VmRSS"]
+    out = fn(close, strategy, CONFIG)
+    peak = proc_status()["VmHWM"]
+    print(json.dumps({"growth_mib": (peak - before) / 1024, "rows": len(out)}))
+
+
+def measure_memory(side: str, name: str, paths: int, seed: int) -> float:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        side,
+        name,
+        "--paths",
+        str(paths),
+        "--seed",
+        str(seed),
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])["growth_mib"]
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def compare(name: str, paths: int, seed: int, repeats: int, memory: bool) -> dict:
+    strategy = STRATEGIES[name]
+    close = make_close(paths, seed)
+    print(f"\n## {name}: {paths:,} paths x {STEPS} steps", flush=True)
+    t_warm = {}
+    results = {}
+    for side, fn in SIDES.items():
+        t0 = time.perf_counter()
+        results[side] = fn(close, strategy, CONFIG)
+        t_warm[side] = time.perf_counter() - t0
+        print(f"  warm-up {side}: {t_warm[side]:.2f} s", flush=True)
+    diff = max_rel_diff(results["fast"], results["vectorbt"])
+    per_metric = {
+        m: max_rel_diff(results["fast"][:, j], results["vectorbt"][:, j])
+        for j, m in enumerate(METRICS)
+    }
+    exact = all(
+        np.array_equal(results["fast"][:, j], results["vectorbt"][:, j], equal_nan=True)
+        for j in range(len(METRICS))
+    )
+    print(f"  max relative difference: {diff:.3g} (bit for bit: {exact})")
+    if not diff <= 1e-9:
+        print("  per metric:", json.dumps(per_metric))
+        raise SystemExit(f"{name}: the fast path differs from vectorbt by {diff:.3g} > 1e-9")
+    del results
+    gc.collect()
+    times = {side: [] for side in SIDES}
+    for r in range(repeats):
+        for side, fn in SIDES.items():
+            times[side].append(timed(lambda fn=fn: fn(close, strategy, CONFIG)))
+            gc.collect()
+        print(f"  round {r + 1}: " + ", ".join(f"{s} {t[-1]:.3f} s" for s, t in times.items()))
+    med = {side: statistics.median(t) for side, t in times.items()}
+    mem = {side: float("nan") for side in SIDES}
+    if memory:
+        del close
+        gc.collect()
+        for side in SIDES:
+            mem[side] = measure_memory(side, name, paths, seed)
+            print(f"  peak RSS growth {side}: {mem[side]:.1f} MiB (fresh process)", flush=True)
+    return {
+        "case": name,
+        "paths": paths,
+        "vectorbt_s": med["vectorbt"],
+        "fast_s": med["fast"],
+        "ratio": med["vectorbt"] / med["fast"],
+        "diff": diff,
+        "exact": exact,
+        "mem_vectorbt": mem["vectorbt"],
+        "mem_fast": mem["fast"],
+    }
+
+
+def streamed(total: int, chunk: int, seed: int) -> dict:
+    strategy = STRATEGIES["MACrossover(10, 50)"]
+    fast_metrics(make_close(500, seed + 1), strategy, CONFIG)
+    kernel_s = 0.0
+    rows = 0
+    for k, start in enumerate(range(0, total, chunk)):
+        close = make_close(min(chunk, total - start), seed + 100 + k)
+        t0 = time.perf_counter()
+        out = fast_metrics(close, strategy, CONFIG)
+        kernel_s += time.perf_counter() - t0
+        rows += len(out)
+        del close, out
+    print(
+        f"\n## fast path alone, MACrossover(10, 50): {rows:,} paths in chunks of {chunk:,}: "
+        f"{kernel_s:.2f} s ({rows / kernel_s:,.0f} paths/s, "
+        f"{rows * (STEPS + 1) / kernel_s / 1e6:,.1f} M path-bars/s)"
+    )
+    return {"paths": rows, "chunk": chunk, "seconds": kernel_s}
+
+
+def machine() -> str:
+    import numba
+    import pandas
+    import vectorbt
+
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs, numba {numba.__version__} ({numba.get_num_threads()} "
+        f"threads), vectorbt {vectorbt.__version__}, pandas {pandas.__version__}, "
+        f"numpy {np.__version__}, Python {platform.python_version()}"
+    )
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--paths", type=int, default=None, help="paths per comparison (100000)")
+    ap.add_argument("--quick", action="store_true", help="20k paths, 200k streamed")
+    ap.add_argument("--repeats", type=int, default=3, help="timed rounds per side")
+    ap.add_argument("--stream", type=int, default=None, help="paths of the fast-only run")
+    ap.add_argument("--no-memory", dest="memory", action="store_false")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--child", nargs=2, metavar=("SIDE", "CASE"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    paths = args.paths or (20_000 if args.quick else 100_000)
+    if args.child:
+        child_memory(args.child[0], args.child[1], paths, args.seed)
+        return
+    stream = args.stream or (200_000 if args.quick else 1_000_000)
+    print(f"# machine: {machine()}")
+    print(f"# fees {CONFIG.fees}, slippage {CONFIG.slippage}, init_cash {CONFIG.init_cash}")
+    rows = [compare(name, paths, args.seed, args.repeats, args.memory) for name in STRATEGIES]
+    big = streamed(stream, min(100_000, stream), args.seed)
+
+    print(
+        "\n| case | paths | vectorbt (median s) | fast (median s) | speedup | max rel diff "
+        "| peak RSS growth vectorbt | peak RSS growth fast |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        diff = "0 (bit for bit)" if r["exact"] else f"{r['diff']:.2g}"
+        print(
+            f"| {r['case']} | {r['paths']:,} | {r['vectorbt_s']:.3f} | {r['fast_s']:.3f} "
+            f"| {r['ratio']:.1f}x | {diff} | {r['mem_vectorbt']:,.0f} MiB "
+            f"| {r['mem_fast']:,.1f} MiB |"
+        )
+    print(
+        f"| fast alone, MACrossover(10, 50), chunks of {big['chunk']:,} | {big['paths']:,} | - "
+        f"| {big['seconds']:.3f} | {big['paths'] / big['seconds']:,.0f} paths/s | - | - | - |"
+    )
+
+
+if __name__ == "__main__":
+    main()
