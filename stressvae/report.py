@@ -194,7 +194,7 @@ def stress_test(
         latent=latent,
         anomalies=anomalies,
         history=None if history is None else history.to_frame().reset_index(),
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
 
 
