@@ -631,6 +631,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, ValueError, RuntimeError, FloatingPointError) as err:
         print(f"stressvae: error: {err}", file=sys.stderr)
         return 2
+    except ImportError as err:
+        print(f"stressvae: error: a dependency is missing: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
