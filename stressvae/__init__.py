@@ -26,6 +26,11 @@ _LAZY = {
     "ScenarioGenerator": "generate",
     "Scenarios": "generate",
     "Trainer": "train",
+    "backtest": "backtest",
+    "historical_windows": "backtest",
+    "BacktestResult": "backtest",
+    "stress_test": "report",
+    "StressReport": "report",
     "History": "train",
 }
 
@@ -46,6 +51,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers and editors
+    from .backtest import BacktestResult as BacktestResult
+    from .backtest import backtest as backtest
+    from .backtest import historical_windows as historical_windows
     from .data import RegimeThresholds as RegimeThresholds
     from .data import Scaler as Scaler
     from .data import WindowData as WindowData
@@ -57,5 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and editors
     from .model import DecoderWeights as DecoderWeights
     from .model import ScenarioVAE as ScenarioVAE
     from .model import top_anomalies as top_anomalies
+    from .report import StressReport as StressReport
+    from .report import stress_test as stress_test
     from .train import History as History
     from .train import Trainer as Trainer

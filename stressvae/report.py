@@ -528,6 +528,9 @@ class StressReport:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         ax.plot(h["epoch"], h["train_loss"], label="train")
         ax.plot(h["epoch"], h["val_loss"], label="validation")
+        both = np.concatenate([h["train_loss"], h["val_loss"]])
+        lo, hi = np.nanmin(both), np.nanquantile(both, 0.95)
+        ax.set_ylim(lo - 0.05 * (hi - lo), hi)  # the first epochs would flatten the rest
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss (nats / window)")
         ax.set_title("Training curve")

@@ -31,7 +31,9 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
             code = code.replace(old, new)
         exec(compile(code, "README.md", "exec"), namespace)  # the README is ours
     # what the examples promise
-    assert namespace["scen"].returns.shape == (20_000, 64, 1)
-    assert namespace["paths"].shape == (20_000, 65, 1)
+    w = namespace["gen"].window
+    assert namespace["scen"].returns.shape == (20_000, w, 1)
+    assert namespace["paths"].shape == (20_000, w + 1, 1)
+    assert (tmp_path / "stress-run" / "metrics.parquet").exists()
     assert namespace["long"].returns.shape == (10_000, 252, 1)
     assert (tmp_path / "sp500.safetensors").exists()
