@@ -26,6 +26,11 @@ _LAZY = {
     "ScenarioGenerator": "generate",
     "Scenarios": "generate",
     "Trainer": "train",
+    "GaussianBaseline": "baselines",
+    "BootstrapBaseline": "baselines",
+    "GarchBaseline": "baselines",
+    "evaluate": "realism",
+    "RealismReport": "realism",
     "backtest": "backtest",
     "historical_windows": "backtest",
     "BacktestResult": "backtest",
@@ -54,6 +59,9 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and editors
     from .backtest import BacktestResult as BacktestResult
     from .backtest import backtest as backtest
     from .backtest import historical_windows as historical_windows
+    from .baselines import BootstrapBaseline as BootstrapBaseline
+    from .baselines import GarchBaseline as GarchBaseline
+    from .baselines import GaussianBaseline as GaussianBaseline
     from .data import RegimeThresholds as RegimeThresholds
     from .data import Scaler as Scaler
     from .data import WindowData as WindowData
@@ -65,6 +73,8 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and editors
     from .model import DecoderWeights as DecoderWeights
     from .model import ScenarioVAE as ScenarioVAE
     from .model import top_anomalies as top_anomalies
+    from .realism import RealismReport as RealismReport
+    from .realism import evaluate as evaluate
     from .report import StressReport as StressReport
     from .report import stress_test as stress_test
     from .train import History as History

@@ -33,13 +33,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _load_data(spec: str, window: int, val_fraction: float, missing: str, pool: bool):
+def _load_data(spec: str, window: int, val_fraction: float, missing: str, pool: bool, args=None):
     from .data import WindowData
     from .datasets import DATASETS, load_dataset
 
     prices = load_dataset(spec) if spec in DATASETS else spec
+    extra = {}
+    if args is not None:
+        extra = dict(
+            split_date=getattr(args, "split_date", None),
+            holdout_every=getattr(args, "holdout_every", None),
+            holdout_offset=getattr(args, "holdout_offset", None),
+        )
     return WindowData.from_prices(
-        prices, window=window, val_fraction=val_fraction, missing=missing, pool=pool
+        prices, window=window, val_fraction=val_fraction, missing=missing, pool=pool, **extra
     )
 
 
@@ -60,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import ACTIVE_KL, Trainer
 
     say = (lambda *a: None) if args.quiet else print
-    data = _load_data(args.data, args.window, args.val_fraction, args.missing, args.pool)
+    data = _load_data(args.data, args.window, args.val_fraction, args.missing, args.pool, args)
     say(f"data      {_describe(data, args.data)}")
     torch.manual_seed(args.seed)
     model = ScenarioVAE(
@@ -314,7 +321,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"tail variations), fees {args.fees:g}")  # fmt: skip
     rep = stress_test(
         model, data, strategy, n=args.n, seed=args.seed, fees=args.fees, device=args.device,
-        engine=args.engine, history=history, progress=not args.quiet,
+        engine=args.engine, history=history, progress=not args.quiet, realism=args.realism,
     )  # fmt: skip
     _write_report(rep, out, say)
     say(f"done      in {time.perf_counter() - t_start:.0f} s")
@@ -338,7 +345,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
     rep = stress_test(
         model, data, strategy, n=args.n, seed=args.seed, steps=args.steps,
         horizon=args.horizon, drift=args.drift, fees=args.fees, slippage=args.slippage,
-        device=args.device, engine=args.engine, progress=not args.quiet,
+        device=args.device, engine=args.engine, progress=not args.quiet, realism=args.realism,
     )  # fmt: skip
     _write_report(rep, Path(args.out), say)
     return 0
@@ -388,6 +395,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .generate import ScenarioGenerator
+    from .model import ScenarioVAE
+    from .realism import evaluate
+
+    model = ScenarioVAE.load(args.model)
+    data = _load_data(args.data, model.window, 0.2, args.missing, args.pool, args)
+    if data.n_assets != model.n_assets:
+        raise CliError(
+            f"the model was trained on {model.n_assets} asset(s), {args.data} has {data.n_assets}"
+        )
+    gen = ScenarioGenerator(model, data, device=args.device)
+    rep = evaluate(
+        {"vae": gen}, data, baselines=not args.no_baselines, n=args.n, n_long=args.n_long,
+        seed=args.seed, discriminator_epochs=args.discriminator_epochs,
+    )  # fmt: skip
+    path = rep.to_html(args.out)
+    if not args.quiet:
+        for note in rep.notes:
+            print(f"note      {note}")
+        with pd.option_context("display.width", 160, "display.max_rows", 200):
+            print(rep.table.to_string(float_format=lambda v: f"{v:.4g}"))
+        print(f"report    {path.resolve()}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     print(json.dumps(native.native_info(), indent=2))
     return 0
@@ -430,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine", default="auto", choices=["auto", "fast", "vectorbt"], help="backtest engine"
     )
     demo.add_argument("--retrain", action="store_true", help="train even if a cached model fits")
+    demo.add_argument(
+        "--realism", action="store_true", help="add the realism section (baselines; ~2 min more)"
+    )
     demo.add_argument("--quiet", action="store_true", help="print nothing on success")
     demo.set_defaults(func=cmd_demo)
 
@@ -449,6 +487,16 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--pool", action="store_true", help="treat each column as its own series and pool them"
+        )
+        p.add_argument("--split-date", default=None, help="first date of the held-out later period")
+        p.add_argument(
+            "--holdout-every",
+            type=int,
+            default=None,
+            help="hold out one year in this many of the training period (never trained on)",
+        )
+        p.add_argument(
+            "--holdout-offset", type=int, default=None, help="which year of each group is held out"
         )
         p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
@@ -595,6 +643,9 @@ def build_parser() -> argparse.ArgumentParser:
     stress.add_argument("--out", default="stressvae-report", help="output folder")
     stress.add_argument("--device", default="auto", help="cpu, cuda or auto")
     stress.add_argument("--engine", default="auto", choices=["auto", "fast", "vectorbt"])
+    stress.add_argument(
+        "--realism", action="store_true", help="add the realism section (baselines; ~2 min more)"
+    )
     stress.set_defaults(func=cmd_stress)
 
     report = sub.add_parser("report", help="write the HTML report of a saved stress test again")
@@ -613,6 +664,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
     bench.set_defaults(func=cmd_bench)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="how real are the scenarios? side by side with classical baselines",
+        description=(
+            "Scores a saved model's scenarios against real held-out windows (stylized facts, "
+            "volatility clustering, tails, a discriminator, train-on-synthetic usefulness, "
+            "memorization) next to Gaussian, block-bootstrap and GARCH-t baselines. Pass the "
+            "same --split-date / --holdout-every as in training, so the references were never "
+            "trained on."
+        ),
+    )
+    evaluate.add_argument("--model", required=True, help="a model saved by `stressvae train`")
+    data_args(evaluate)
+    evaluate.add_argument("--n", type=_positive_int, default=10_000, help="windows per generator")
+    evaluate.add_argument(
+        "--n-long", type=_positive_int, default=2_000, help="252-day paths per generator"
+    )
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--no-baselines", action="store_true", help="only the model")
+    evaluate.add_argument(
+        "--discriminator-epochs", type=_positive_int, default=60, help="fewer: faster, weaker"
+    )
+    evaluate.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    evaluate.add_argument("--out", default="realism.html", help="HTML page (default realism.html)")
+    evaluate.set_defaults(func=cmd_evaluate)
 
     info = sub.add_parser("info", help="what was built and which devices are usable (JSON)")
     info.set_defaults(func=cmd_info)

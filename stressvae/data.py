@@ -272,6 +272,10 @@ class WindowData:
         crisis_drawdown_quantile: float = 0.1,
         tail_quantile: float = 0.05,
         missing: str = "raise",
+        holdout_every: int | None = None,
+        holdout_block: int = 252,
+        holdout_offset: int | None = None,
+        split_date: Any = None,
     ) -> WindowData:
         """Windows from daily prices.
 
@@ -290,6 +294,17 @@ class WindowData:
         pools their windows (many short series, e.g. funds); each series keeps
         its own span of dates (leading and trailing gaps allowed) and the same
         split date applies to all.
+
+        ``split_date`` (a date) sets the start of the validation period
+        directly instead of ``val_fraction``.
+
+        ``holdout_every=k`` keeps an in-distribution holdout inside the
+        training period: the training returns are cut into blocks of
+        ``holdout_block`` days and every k-th block is held out; windows inside
+        it are labelled ``"holdout"``, windows within one window of it
+        ``"gap"`` (purged), and neither is trained on or fitted to. It is the
+        reference for judging how real generated windows look in the same
+        period the model learned from.
         """
         window = _int_arg("window", window, 2)
         stride = _int_arg("stride", stride, 1)
@@ -305,6 +320,13 @@ class WindowData:
                 raise ValueError(f"{name} must be in (0, 1), got {q!r}")
         if calm_quantile >= crisis_quantile:
             raise ValueError("calm_quantile must be below crisis_quantile")
+        if holdout_every is not None:
+            holdout_every = _int_arg("holdout_every", holdout_every, 2)
+            holdout_block = _int_arg("holdout_block", holdout_block, window)
+            holdout_offset = holdout_every - 1 if holdout_offset is None else holdout_offset
+            holdout_offset = _int_arg("holdout_offset", holdout_offset, 0)
+            if holdout_offset >= holdout_every:
+                raise ValueError(f"holdout_offset must be below holdout_every ({holdout_every})")
 
         frame = _pool_frame(prices, missing) if pool else load_prices(prices, missing=missing)
         logp = np.log(frame)
@@ -312,6 +334,18 @@ class WindowData:
         series_list = list(returns.columns) if pool else [None]
         n_returns = len(returns)
         cut = round(n_returns * (1 - val_fraction))
+        if split_date is not None:
+            try:
+                when = pd.Timestamp(split_date)
+            except (TypeError, ValueError):
+                raise ValueError(f"split_date must be a date, got {split_date!r}") from None
+            cut = int(returns.index.searchsorted(when))
+            if not 0 < cut < n_returns:
+                raise ValueError(
+                    f"split_date {when.date()} must fall inside the data "
+                    f"({returns.index[0].date()}..{returns.index[-1].date()})"
+                )
+            val_fraction = 1 - cut / n_returns
         split_date = returns.index[min(cut, n_returns - 1)]
         need = _min_prices(window, val_fraction)
         if n_returns + 1 < need:
@@ -321,6 +355,9 @@ class WindowData:
                 f"got {n_returns + 1}"
             )
 
+        hold_pos, near_pos = _holdout_masks(
+            n_returns, cut, window, holdout_every, holdout_block, holdout_offset
+        )
         chunks, starts, ends, splits, names = [], [], [], [], []
         for col in series_list:
             r = returns if col is None else returns[[col]].dropna()
@@ -338,6 +375,11 @@ class WindowData:
             gap_end = returns.index[min(cut + window, n_returns - 1)]
             in_val = s_dates >= gap_end if cut + window < n_returns else np.zeros(len(first), bool)
             lab = np.where(in_train, "train", np.where(in_val, "val", "gap"))
+            if holdout_every is not None:
+                pos = returns.index.get_indexer(s_dates)  # global position of each start
+                inside = _all_in(hold_pos, pos, window)
+                near = _any_in(near_pos, pos, window)
+                lab = np.where(in_train & inside, "holdout", np.where(in_train & near, "gap", lab))
             chunks.append(w)
             starts.append(s_dates)
             ends.append(e_dates)
@@ -360,7 +402,10 @@ class WindowData:
                 f"need at least {need} prices for window={window} and val_fraction={val_fraction}: "
                 "no training or no validation window"
             )
-        train_returns = returns.loc[returns.index < split_date].to_numpy()
+        keep = np.arange(n_returns) < cut
+        if holdout_every is not None:
+            keep &= ~near_pos  # neither the holdout nor its purge zone
+        train_returns = returns.to_numpy()[keep]
         if pool:  # one pooled asset: every series' training returns together
             flat = train_returns.ravel()
             train_returns = flat[np.isfinite(flat)][:, None]
@@ -404,16 +449,41 @@ class WindowData:
         return self.windows[self.split == "train"]
 
     @property
+    def holdout(self) -> np.ndarray:
+        """The in-distribution holdout windows (``holdout_every``), float32."""
+        return self.windows[self.split == "holdout"]
+
+    @property
     def val(self) -> np.ndarray:
         """Validation windows (the later period), float32 log returns."""
         return self.windows[self.split == "val"]
 
+    def periods(self, split: str = "train") -> list[tuple[str, str]]:
+        """The return dates the windows of ``split`` cover, as runs of
+        consecutive trading days ``[(first, last), ...]`` (ISO dates).
+        :meth:`Trainer.fit` stores the training runs in the model, so that a
+        later evaluation can check that its real references were never
+        trained on."""
+        mask = self._mask(split)
+        idx = self.returns.index
+        covered = np.zeros(len(idx) + 1, dtype=np.int64)
+        starts = idx.searchsorted(self.start_dates[mask])
+        ends = idx.searchsorted(self.end_dates[mask])
+        np.add.at(covered, starts, 1)
+        np.add.at(covered, ends + 1, -1)
+        on = np.cumsum(covered[:-1]) > 0
+        edges = np.flatnonzero(np.diff(np.r_[0, on.astype(np.int8), 0]))
+        return [
+            (str(idx[a].date()), str(idx[b - 1].date()))
+            for a, b in zip(edges[::2], edges[1::2], strict=True)
+        ]
+
     def _mask(self, split: str) -> np.ndarray:
         if split == "all":
             return np.ones(len(self.windows), dtype=bool)
-        if split in ("train", "val", "gap"):
+        if split in ("train", "val", "gap", "holdout"):
             return self.split == split
-        raise ValueError(f"split must be 'all', 'train', 'val' or 'gap', got {split!r}")
+        raise ValueError(f"split must be 'all', 'train', 'holdout', 'val' or 'gap', got {split!r}")
 
     def regime(self, name: str, split: str = "all") -> np.ndarray:
         """Windows of one regime: "calm", "normal", "crisis" or "tail";
@@ -464,10 +534,12 @@ class WindowData:
 
     def __repr__(self) -> str:
         counts = self.regime_counts()
+        sizes = ", ".join(
+            f"{k} {int(np.sum(self.split == k))}" for k in ("train", "holdout", "val", "gap")
+        )
         return (
             f"WindowData({len(self.windows)} windows of {self.window} days x {self.n_assets} "
-            f"asset(s) {self.asset_names}; train {int(np.sum(self.split == 'train'))}, "
-            f"val {int(np.sum(self.split == 'val'))}, gap {int(np.sum(self.split == 'gap'))}; "
+            f"asset(s) {self.asset_names}; {sizes}; "
             f"{self.end_dates[0].date()}..{self.end_dates[-1].date()}; regimes {counts})"
         )
 
@@ -478,6 +550,31 @@ def _int_arg(name: str, value: Any, lo: int) -> int:
     if value < lo:
         raise ValueError(f"{name} must be >= {lo}, got {value}")
     return int(value)
+
+
+def _holdout_masks(n: int, cut: int, window: int, every, block: int, offset):
+    """Per return position: in a holdout block; within one window of one."""
+    hold = np.zeros(n, dtype=bool)
+    near = np.zeros(n, dtype=bool)
+    if every is None:
+        return hold, near
+    for b in range(offset, cut // block, every):
+        lo, hi = b * block, (b + 1) * block
+        if hi > cut - window:  # too close to the validation split to purge
+            break
+        hold[lo:hi] = True
+        near[max(0, lo - window) : min(n, hi + window)] = True
+    return hold, near
+
+
+def _all_in(mask: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+    c = np.concatenate([[0], np.cumsum(mask)])
+    return (c[starts + window] - c[starts]) == window
+
+
+def _any_in(mask: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+    c = np.concatenate([[0], np.cumsum(mask)])
+    return (c[starts + window] - c[starts]) > 0
 
 
 def _min_prices(window: int, val_fraction: float) -> int:

@@ -164,6 +164,8 @@ class ScenarioVAE(nn.Module):
         self.register_buffer("regime_b", torch.zeros(3))
         self.thresholds: RegimeThresholds | None = None
         self.fitted = False
+        # runs of return dates the model was trained on, [(first, last), ...]
+        self.trained_periods: list[tuple[str, str]] = []
 
     # ------------------------------------------------------------ config
     @property
@@ -413,6 +415,7 @@ class ScenarioVAE(nn.Module):
             "config": json.dumps(self.config),
             "thresholds": json.dumps(self.thresholds.to_dict() if self.thresholds else None),
             "fitted": json.dumps(self.fitted),
+            "trained_periods": json.dumps(self.trained_periods),
         }
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -451,6 +454,7 @@ class ScenarioVAE(nn.Module):
             config = json.loads(meta["config"])
             th = json.loads(meta.get("thresholds", "null"))
             fitted = bool(json.loads(meta.get("fitted", "false")))
+            periods = [(str(a), str(b)) for a, b in json.loads(meta.get("trained_periods", "[]"))]
             model = cls(**config)
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path}: bad model config in the file's metadata ({err})") from None
@@ -472,6 +476,7 @@ class ScenarioVAE(nn.Module):
         model.load_state_dict(tensors)
         model.thresholds = RegimeThresholds(**th) if th else None
         model.fitted = fitted
+        model.trained_periods = periods
         return model.to(device).eval()
 
     def __repr__(self) -> str:

@@ -80,6 +80,7 @@ def stress_test(
     sweep_from: str = "calm",
     sweep_to: str = "crisis",
     progress: bool = True,
+    realism: bool | dict = False,
 ) -> StressReport:
     """Backtests ``strategy`` on model-generated markets (see the module doc).
 
@@ -89,6 +90,10 @@ def stress_test(
     path (default: the model's window, or whole windows chained when the
     strategy's warm-up would leave fewer days to trade than it needs).
     history: the Trainer's History, for the training-curve figure.
+    realism: also score the scenarios' realism side by side with the
+    classical baselines (stressvae.realism.evaluate; adds a section to the
+    report and a minute or two); a dict instead of True passes its
+    arguments to evaluate (e.g. ``{"n": 2000, "discriminator_epochs": 10}``).
     Everything streams in chunks: memory stays bounded for any n.
     """
     from .generate import ScenarioGenerator
@@ -172,6 +177,16 @@ def stress_test(
     timings["historical"] = time.perf_counter() - t0
     latent = _latent_map(model, data)
     anomalies = top_anomalies(model, data, top=10)
+    realism_html = None
+    if realism:
+        from .realism import evaluate
+
+        t0 = time.perf_counter()
+        opts = dict(n=5000, n_long=1000, seed=seed, discriminator_epochs=40)
+        opts.update(realism if isinstance(realism, dict) else {})
+        rep = evaluate({"vae": gen}, data, **opts)
+        realism_html = rep.to_html_section()
+        timings["realism"] = time.perf_counter() - t0
     return StressReport(
         metrics=metrics,
         historical=hist,
@@ -195,6 +210,7 @@ def stress_test(
         anomalies=anomalies,
         history=None if history is None else history.to_frame().reset_index(),
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        realism_html=realism_html,
     )
 
 
@@ -331,6 +347,7 @@ class StressReport:
     anomalies: Any
     history: Any
     created: str
+    realism_html: str | None = None
 
     # ------------------------------------------------------------ tables
     def quantiles(self, quantiles: tuple[float, ...] = QUANTILES):
@@ -704,6 +721,7 @@ Time: {timings}.</p>
 <p class="note">Today's window (ending {rep.latent["today_end"]}) reads as
 <b>{h.escape(rep.latent["today_regime"])}</b>.</p>
 <h2>The most anomalous real windows</h2>{table(anomalies, digits=2)}
+{rep.realism_html or ""}
 {training}
 <p class="note">stressvae; metrics: total and annualized return, annualized volatility,
 Sharpe, Sortino, max drawdown, Calmar, trade count, win rate, worst day. Paths with no trade

@@ -218,6 +218,7 @@ class Trainer:
         model.load_state_dict(best_state)
         model.eval()
         model.fit_regimes(data.train, data.labels[data.split == "train"])
+        model.trained_periods = sorted(set(model.trained_periods) | set(data.periods("train")))
         kl_dim_np = best_kl_dim.cpu().numpy()
         return History(
             records=records,

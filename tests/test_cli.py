@@ -244,3 +244,28 @@ def test_demo_runs_the_whole_stress_test_and_reuses_its_model(tmp_path):
     assert re.search(
         r"regimes\s+median Sharpe -?\d+\.\d\d in calm markets, -?\d+\.\d\d in crisis", res.stdout
     )
+
+
+def test_evaluate_side_by_side_and_refuses_references_it_trained_on(tmp_path):
+    model = tmp_path / "m.safetensors"
+    split = ["--split-date", "2013-01-01", "--holdout-every", "5", "--holdout-offset", "2"]
+    res = cli(
+        "train", "--window", "32", "--epochs", "3", "--hidden", "32", *split,
+        "--out", str(model), "--quiet",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    page = tmp_path / "realism.html"
+    args = ["evaluate", "--model", str(model), "--n", "600", "--n-long", "40"]
+    args += ["--discriminator-epochs", "2", "--out", str(page)]
+    res = cli(*args, *split)
+    assert res.returncode == 0, res.stderr
+    head = res.stdout.splitlines()
+    assert any("real holdout" in ln and "garch" in ln for ln in head)
+    es = next(ln for ln in head if re.search(r"\bes_99\b", ln)).split()
+    assert all(0.005 < float(v) < 0.2 for v in es[-6:])  # six columns of daily ES99
+    assert "data:image/png;base64," in page.read_text()
+    # another holdout year would be windows it was trained on
+    res = cli(*args, *split[:-1], "0")
+    assert res.returncode == 2
+    assert "was trained on" in res.stderr and "split_date" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

@@ -12,6 +12,10 @@ SMALLER = [
     ("10_000_000", "30_000"),
     ("1_000_000", "20_000"),
     ("sv.Trainer(seed=0)", "sv.Trainer(seed=0, max_epochs=3, progress=False)"),
+    (
+        "sv.ScenarioGenerator(model, data)}, data)",
+        "sv.ScenarioGenerator(model, data)}, data, n=600, n_long=40, discriminator_epochs=2)",
+    ),
 ]
 
 
@@ -37,3 +41,4 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     assert (tmp_path / "stress-run" / "metrics.parquet").exists()
     assert namespace["long"].returns.shape == (10_000, 252, 1)
     assert (tmp_path / "sp500.safetensors").exists()
+    assert namespace["rep"].table.shape[1] == 6 and (tmp_path / "realism.html").exists()

@@ -102,3 +102,17 @@ def test_horizon_checks(trained, sp500_data):
         stress_test(model, sp500_data, S.MACrossover(10, 40), n=1000, n_per_step=100, tail_n=100,
                     horizon=64, progress=False, device="cpu")  # fmt: skip
     assert any("only 24 of 64 days left to trade" in str(w.message) for w in caught)
+
+
+def test_realism_section_goes_into_the_report_and_survives_save(trained, sp500_data, tmp_path):
+    model = trained[0]
+    rep = stress_test(
+        model, sp500_data, S.BuyAndHold(), n=1000, steps=2, n_per_step=200, tail_n=100,
+        device="cpu", progress=False, realism={"n": 800, "n_long": 40, "discriminator_epochs": 2},
+    )  # fmt: skip
+    assert rep.realism_html is not None and "garch" in rep.realism_html
+    html = rep.to_html(tmp_path / "report.html").read_text()
+    assert rep.realism_html in html and "real test" in html
+    assert rep.realism_html.count("data:image/png;base64,") == 3
+    back = StressReport.load(rep.save(tmp_path / "saved"))
+    assert back.realism_html == rep.realism_html
