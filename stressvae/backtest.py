@@ -2,7 +2,7 @@
 
 ``backtest(source, strategy)`` turns scenarios into price paths with
 ``Scenarios.prices`` (float64, the start price first), runs the strategy on
-each path, and keeps one row of metrics per path. Two engines:
+each path, and keeps one row of metrics per path. Two backends:
 
 - ``"vectorbt"``: the strategy's vectorbt Portfolio on each chunk (any
   strategy, user strategies included);
@@ -12,7 +12,7 @@ each path, and keeps one row of metrics per path. Two engines:
 - ``"auto"`` (default): fast when the strategy has a kernel, else vectorbt.
 
 Ratios are annualized with 252 trading days (``year_days``); vectorbt's own
-default of 365 calendar days is overridden so both engines agree. A path
+default of 365 calendar days is overridden so both backends agree. A path
 with no trade has a constant value: its Sharpe, Sortino and Calmar ratios
 are NaN (vectorbt would give inf).
 """
@@ -43,7 +43,7 @@ METRICS = (
     "worst_day",
 )
 RATIOS = ("sharpe_ratio", "sortino_ratio", "calmar_ratio")
-ENGINES = ("auto", "fast", "vectorbt")
+BACKENDS = ("auto", "fast", "vectorbt")
 VECTORBT_CHUNK_CELLS = 4_000_000  # paths x days per vectorbt chunk (~1 GiB of vectorbt state)
 FAST_CHUNK_CELLS = 32_000_000
 
@@ -164,7 +164,7 @@ class BacktestResult:
     metrics: Any  # pandas.DataFrame
     strategy: Strategy
     config: BacktestConfig
-    engine: str
+    backend: str
     horizon: int
     _source: Any = dataclasses.field(default=None, repr=False)
 
@@ -294,9 +294,13 @@ def backtest(
     n: int | None = None,
     seed: int | None = None,
     start_price: float = 100.0,
-    engine: str = "auto",
+    backend: str = "auto",
     year_days: int = 252,
     progress: Any = None,
+    engine: str = "local",
+    client: Any = None,
+    shards: int | None = None,
+    resources: dict | None = None,
     **gen_kwargs: Any,
 ) -> BacktestResult:
     """Runs ``strategy`` on every scenario path and collects per-path metrics.
@@ -308,8 +312,14 @@ def backtest(
     init_cash: starting cash of every path; prices start at ``start_price``.
     chunk_size: paths per backtest chunk (default: bounded by memory; the
         metrics do not depend on it).
-    engine: "auto", "fast" (built-in strategies) or "vectorbt".
+    backend: "auto", "fast" (built-in strategies) or "vectorbt".
     progress: a callable ``update(paths_done)`` (e.g. a tqdm bar's update).
+    engine: "local" (this process) or "dask": a generator's n scenarios are
+        split into ``shards`` (default 4 per worker) that Dask workers
+        generate and backtest, sending back only metrics; the same metrics
+        as "local", exactly. ``client``: a ``dask.distributed.Client``
+        (default: a local cluster, one worker per core, closed afterwards);
+        ``resources``: Dask resources per shard, e.g. ``{"GPU": 1}``.
     """
     import pandas as pd
 
@@ -318,15 +328,23 @@ def backtest(
             f"strategy must be a stressvae.strategies.Strategy, got {type(strategy).__name__}"
         )
     config = BacktestConfig(fees, slippage, init_cash, freq, year_days, start_price)
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     fast_ok = _has_fast(strategy)
-    if engine == "fast" and not fast_ok:
+    if backend == "fast" and not fast_ok:
         raise ValueError(
-            f"engine='fast' has no kernel for {strategy.describe()}; use engine='vectorbt' "
+            f"backend='fast' has no kernel for {strategy.describe()}; use backend='vectorbt' "
             "(or 'auto', which picks it)"
         )
-    use_fast = fast_ok and engine in ("auto", "fast")
+    use_fast = fast_ok and backend in ("auto", "fast")
+    from .distributed import check_engine
+
+    check_engine(engine, client, shards)
+    if engine == "dask":
+        return _backtest_dask(
+            source, strategy, config, backend, chunk_size, n, seed, gen_kwargs, client, shards,
+            resources, progress,
+        )  # fmt: skip
     frames, horizon = [], None
     for chunk in _chunks_of(source, n, seed, chunk_size, gen_kwargs):
         if len(chunk) == 0:
@@ -351,6 +369,39 @@ def backtest(
     return BacktestResult(
         metrics, strategy, config, "fast" if use_fast else "vectorbt", horizon, src
     )
+
+
+def _backtest_dask(source, strategy, config, backend, chunk_size, n, seed, gen_kwargs, client,
+                   shards, resources, progress) -> BacktestResult:  # fmt: skip
+    from . import native
+    from .distributed import backtest_plan
+    from .generate import ScenarioGenerator
+
+    if not isinstance(source, ScenarioGenerator) or n is None or seed is None:
+        raise ValueError(
+            "engine='dask' backtests a ScenarioGenerator with n and seed (workers generate their "
+            "own shards); scenarios already in memory are backtested with engine='local'"
+        )
+    unknown = set(gen_kwargs) - {"drift", "horizon"}
+    if unknown:
+        raise ValueError(f"unexpected keyword arguments {sorted(unknown)}")
+    n = native._as_int("n", n, 1, 1 << 40)
+    drift = gen_kwargs.get("drift", "keep")
+    seed, horizon, cs = source._check_common(seed, drift, gen_kwargs.get("horizon"), chunk_size)
+    if strategy.warmup >= horizon:
+        raise ValueError(
+            f"paths of {horizon} days are too short for {strategy.describe()}, which needs "
+            f"{strategy.warmup} days before its first signal: generate longer paths (horizon=...)"
+        )
+    if strategy.portfolio_kind == "grouped" and source.n_assets < 2:
+        raise ValueError(f"{strategy.describe()} needs scenarios of two or more assets")
+    metrics, used, _ = backtest_plan(
+        source, source._prior_plan(n), seed, horizon, drift, strategy, config, backend, cs,
+        client=client, shards=shards, resources=resources, device=source.device,
+        progress=progress,
+    )  # fmt: skip
+    src = _rebuilder(source, n, seed, gen_kwargs)
+    return BacktestResult(metrics, strategy, config, used, horizon, src)
 
 
 def _run_chunk(chunk, strategy: Strategy, config: BacktestConfig, use_fast: bool):
@@ -420,7 +471,7 @@ def historical_windows(
     slippage: float = 0.0,
     init_cash: float = 100.0,
     year_days: int = 252,
-    engine: str = "auto",
+    backend: str = "auto",
 ):
     """The strategy on the real history, cut into windows of ``horizon``
     days (every ``stride`` days, default the horizon: no overlap), each
@@ -451,5 +502,5 @@ def historical_windows(
     )
     scen = Scenarios(win, tags, 0, horizon, horizon, list(frame.columns), "historical")
     return backtest(
-        scen, strategy, fees, slippage, init_cash, year_days=year_days, engine=engine
+        scen, strategy, fees, slippage, init_cash, year_days=year_days, backend=backend
     ).metrics

@@ -8,6 +8,7 @@ bars on stderr (``--quiet`` turns them and the summary off).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -190,6 +191,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .model import ScenarioVAE
 
     say = (lambda *a: None) if args.quiet else print
+    _check_dask_flags(args)
     model = ScenarioVAE.load(args.model)
     data = None
     if args.mode != "prior" or args.data_given:
@@ -227,12 +229,28 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     progress = _bar(n, not args.quiet)
     t0 = time.perf_counter()
+    out = Path(args.out)
     try:
-        _write_stream(Path(args.out), chunks, n, horizon, model.n_assets, gen.asset_names, progress)
+        if args.engine == "dask":
+            from .distributed import write_shards
+
+            if out.suffix or (out.exists() and not out.is_dir()):
+                raise CliError(f"--engine dask writes a folder of shards: --out {out} is not one")
+            if args.mode == "prior":
+                plan = gen._prior_plan(n)
+            with _dask_client(args) as client:
+                say(f"engine    dask, {len(client.scheduler_info()['workers'])} worker(s)")
+                write_shards(
+                    gen, plan, gen._check_common(args.seed, args.drift, horizon, None)[0], out,
+                    horizon, args.drift, args.chunk_size, client, args.shards, None,
+                    progress.update,
+                )  # fmt: skip
+        else:
+            _write_stream(out, chunks, n, horizon, model.n_assets, gen.asset_names, progress)
     finally:
         progress.close()
     dt = time.perf_counter() - t0
-    size = Path(args.out).stat().st_size
+    size = sum(f.stat().st_size for f in out.iterdir()) if out.is_dir() else out.stat().st_size
     say(f"wrote     {args.out} ({size / 2**20:,.1f} MiB) in {dt:.1f} s, {n / dt:,.0f} scenarios/s")
     return 0
 
@@ -321,11 +339,65 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"tail variations), fees {args.fees:g}")  # fmt: skip
     rep = stress_test(
         model, data, strategy, n=args.n, seed=args.seed, fees=args.fees, device=args.device,
-        engine=args.engine, history=history, progress=not args.quiet, realism=args.realism,
+        backend=args.backend, history=history, progress=not args.quiet, realism=args.realism,
     )  # fmt: skip
     _write_report(rep, out, say)
     say(f"done      in {time.perf_counter() - t_start:.0f} s")
     return 0
+
+
+def dask_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--engine", default="local", choices=["local", "dask"],
+        help="dask: shards on Dask workers, the same result (default local)",
+    )  # fmt: skip
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786)")
+    p.add_argument(
+        "--workers", type=_positive_int, default=None,
+        help="without --scheduler: local Dask workers (default one per core)",
+    )  # fmt: skip
+    p.add_argument("--shards", type=_positive_int, default=None, help="default 4 per worker")
+
+
+def _check_dask_flags(args: argparse.Namespace) -> None:
+    if args.engine != "dask" and (args.scheduler or args.workers or args.shards):
+        raise CliError("--scheduler, --workers and --shards need --engine dask")
+    if args.scheduler and args.workers:
+        raise CliError("--workers starts a local cluster; with --scheduler the cluster has its own")
+
+
+@contextlib.contextmanager
+def _dask_client(args: argparse.Namespace):
+    """The Dask client the command's flags ask for (None for engine=local)."""
+    _check_dask_flags(args)
+    if args.engine != "dask":
+        yield None
+        return
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise CliError(
+            '--engine dask needs dask.distributed: pip install "stressvae[dask]"'
+        ) from None
+    from .distributed import local_client
+
+    if args.scheduler:
+        try:
+            client = Client(args.scheduler, timeout="20s")
+        except OSError as err:
+            raise CliError(f"cannot reach the Dask scheduler {args.scheduler}: {err}") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    client = local_client(args.workers)
+    try:
+        yield client
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
 
 
 def cmd_stress(args: argparse.Namespace) -> int:
@@ -334,6 +406,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
     from .report import stress_test
 
     say = (lambda *a: None) if args.quiet else print
+    _check_dask_flags(args)
     model = ScenarioVAE.load(args.model)
     data = _load_data(args.data, model.window, 0.2, args.missing, args.pool)
     if data.n_assets != model.n_assets:
@@ -342,11 +415,15 @@ def cmd_stress(args: argparse.Namespace) -> int:
         )
     strategy = strategies.parse(args.strategy)
     say(f"stress    {strategy.describe()} on {args.n:,} scenarios of {args.data}")
-    rep = stress_test(
-        model, data, strategy, n=args.n, seed=args.seed, steps=args.steps,
-        horizon=args.horizon, drift=args.drift, fees=args.fees, slippage=args.slippage,
-        device=args.device, engine=args.engine, progress=not args.quiet, realism=args.realism,
-    )  # fmt: skip
+    with _dask_client(args) as client:
+        if client is not None:
+            say(f"engine    dask, {len(client.scheduler_info()['workers'])} worker(s)")
+        rep = stress_test(
+            model, data, strategy, n=args.n, seed=args.seed, steps=args.steps,
+            horizon=args.horizon, drift=args.drift, fees=args.fees, slippage=args.slippage,
+            device=args.device, backend=args.backend, progress=not args.quiet,
+            realism=args.realism, engine=args.engine, client=client, shards=args.shards,
+        )  # fmt: skip
     _write_report(rep, Path(args.out), say)
     return 0
 
@@ -462,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--device", default="auto", help="cpu, cuda or auto")
     demo.add_argument(
-        "--engine", default="auto", choices=["auto", "fast", "vectorbt"], help="backtest engine"
+        "--backend", default="auto", choices=["auto", "fast", "vectorbt"], help="backtest backend"
     )
     demo.add_argument("--retrain", action="store_true", help="train even if a cached model fits")
     demo.add_argument(
@@ -613,6 +690,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk-size", type=_positive_int, default=None, help="scenarios per chunk"
     )
     generate.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    dask_args(generate)
     generate.set_defaults(func=cmd_generate)
 
     strategy_help = (
@@ -642,10 +720,11 @@ def build_parser() -> argparse.ArgumentParser:
     stress.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     stress.add_argument("--out", default="stressvae-report", help="output folder")
     stress.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    stress.add_argument("--engine", default="auto", choices=["auto", "fast", "vectorbt"])
+    stress.add_argument("--backend", default="auto", choices=["auto", "fast", "vectorbt"])
     stress.add_argument(
         "--realism", action="store_true", help="add the realism section (baselines; ~2 min more)"
     )
+    dask_args(stress)
     stress.set_defaults(func=cmd_stress)
 
     report = sub.add_parser("report", help="write the HTML report of a saved stress test again")

@@ -158,6 +158,50 @@ class _Plan:
     device_tables: Any = None  # (mu, logvar) on the GPU, made on first use
 
 
+# The maps from a scenario's global index to its latent point and its tags are
+# small classes, not closures: a plan pickles, so that stressvae.distributed
+# ships it once to workers that generate their own index ranges.
+@dataclasses.dataclass(frozen=True)
+class _DivIndex:
+    per: int
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        return ids // self.per
+
+
+@dataclasses.dataclass(frozen=True)
+class _PairedIndex:
+    n_per_step: int
+    pairs: int
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        step, j = ids // self.n_per_step, ids % self.n_per_step
+        return step * self.pairs + (j % self.pairs)
+
+
+class _NoTags:
+    def __call__(self, ids: np.ndarray) -> dict:
+        return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class _SweepTags:
+    n_per_step: int
+    alphas: np.ndarray
+
+    def __call__(self, ids: np.ndarray) -> dict:
+        step = ids // self.n_per_step
+        return {"step": step, "alpha": self.alphas[step]}
+
+
+@dataclasses.dataclass(frozen=True)
+class _AnchorTags:
+    per: int
+
+    def __call__(self, ids: np.ndarray) -> dict:
+        return {"anchor": ids // self.per}
+
+
 class ScenarioGenerator:
     """Generates scenarios from a trained :class:`stressvae.ScenarioVAE`.
 
@@ -225,15 +269,7 @@ class ScenarioGenerator:
     # ---------------------------------------------------------------- plans
     def _prior_plan(self, n: int) -> _Plan:
         z = np.zeros((1, self.latent_dim), np.float32)
-        return _Plan(
-            n,
-            z,
-            z,
-            1.0,
-            None,
-            lambda ids: {},
-            "prior",
-        )
+        return _Plan(n, z, z, 1.0, None, _NoTags(), "prior")
 
     def _check_common(
         self, seed: Any, drift: str, horizon: Any, chunk_size: Any
@@ -449,25 +485,18 @@ class ScenarioGenerator:
             lvs = np.stack([(1 - a) * lv_s + a * lv_e for a in alphas])
             mu_t, lv_t = mus.reshape(-1, self.latent_dim), lvs.reshape(-1, self.latent_dim)
 
-            def index_of(ids):
-                step, j = ids // n_per_step, ids % n_per_step
-                return step * pairs + (j % pairs)
+            index_of = _PairedIndex(n_per_step, pairs)
         else:
             c_s, v_s = self._regime_gaussian(mu_s, lv_s)
             c_e, v_e = self._regime_gaussian(mu_e, lv_e)
             mu_t = np.stack([_walk(c_s[None], c_e[None], a, path)[0] for a in alphas])
             lv_t = np.stack([(1 - a) * v_s + a * v_e for a in alphas])
 
-            def index_of(ids):
-                return ids // n_per_step
-
-        def tags_of(ids):
-            step = ids // n_per_step
-            return {"step": step, "alpha": alphas[step]}
+            index_of = _DivIndex(n_per_step)
 
         return _Plan(
             steps * n_per_step, mu_t.astype(np.float32), lv_t.astype(np.float32), spread,
-            index_of, tags_of, "sweep",
+            index_of, _SweepTags(n_per_step, alphas), "sweep",
         )  # fmt: skip
 
     def interpolate(
@@ -544,12 +573,9 @@ class ScenarioGenerator:
         mu, lv = self._encode(windows, "windows")
         k = len(mu)
 
-        def tags_of(ids):
-            return {"anchor": ids // n_per_window}
-
         return _Plan(
             k * n_per_window, mu.astype(np.float32), lv.astype(np.float32), scale,
-            lambda ids: ids // n_per_window, tags_of, "tail",
+            _DivIndex(n_per_window), _AnchorTags(n_per_window), "tail",
         )  # fmt: skip
 
     def augment(

@@ -18,6 +18,7 @@ figures, and writes one self-contained HTML file.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime
 import io
@@ -75,12 +76,16 @@ def stress_test(
     init_cash: float = 100.0,
     device: str = "auto",
     chunk_size: int | None = None,
-    engine: str = "auto",
+    backend: str = "auto",
     history: Any = None,
     sweep_from: str = "calm",
     sweep_to: str = "crisis",
     progress: bool = True,
     realism: bool | dict = False,
+    engine: str = "local",
+    client: Any = None,
+    shards: int | None = None,
+    resources: dict | None = None,
 ) -> StressReport:
     """Backtests ``strategy`` on model-generated markets (see the module doc).
 
@@ -94,8 +99,15 @@ def stress_test(
     classical baselines (stressvae.realism.evaluate; adds a section to the
     report and a minute or two); a dict instead of True passes its
     arguments to evaluate (e.g. ``{"n": 2000, "discriminator_epochs": 10}``).
+    engine: "local", or "dask" to generate and backtest the three sets in
+    shards on Dask workers (``client``: a dask.distributed.Client, default a
+    local cluster closed afterwards; ``shards`` per set, default 4 per
+    worker; ``resources``, e.g. {"GPU": 1}): the same report, exactly.
     Everything streams in chunks: memory stays bounded for any n.
     """
+    from .distributed import check_engine
+
+    check_engine(engine, client, shards)
     from .generate import ScenarioGenerator
     from .model import top_anomalies
 
@@ -125,43 +137,52 @@ def stress_test(
     config = BacktestConfig(fees, slippage, init_cash)
     seeds = _seeds(seed)
     gen = ScenarioGenerator(model, data, device=device)
-    common = dict(chunk_size=chunk_size, drift=drift, horizon=horizon)
     start_w, end_w = data.regime(sweep_from), data.regime(sweep_to)
     tail_w = data.regime("tail")
     if len(start_w) == 0 or len(end_w) == 0 or len(tail_w) == 0:
         raise ValueError(f"the data has no {sweep_from}, {sweep_to} or tail windows to work from")
     per_tail = max(1, tail_n // len(tail_w))
-    plan = {
-        "prior": (n, lambda: gen.iter_chunks(n, seeds["prior"], **common)),
-        "sweep": (
-            steps * n_per_step,
-            lambda: gen.iter_interpolate(
-                start_w, end_w, steps, n_per_step, seeds["sweep"], **common
-            ),
-        ),
-        "tail": (
-            per_tail * len(tail_w),
-            lambda: gen.iter_augment(tail_w, per_tail, tail_scale, seeds["tail"], **common),
-        ),
+    _, horizon, cs = gen._check_common(0, drift, horizon, chunk_size)
+    # the latent tables of the three sets (encodings of the real windows),
+    # made once here; with engine="dask" they are shipped to the workers
+    plans = {
+        "prior": gen._prior_plan(n),
+        "sweep": gen.interpolate_plan(start_w, end_w, steps, n_per_step, "linear", 1.0, False),
+        "tail": gen.augment_plan(tail_w, per_tail, tail_scale),
     }
-    bar = _bar(sum(v[0] for v in plan.values()), progress)
-    frames, timings, engines = [], {}, set()
+    plan = {k: (p.n,) for k, p in plans.items()}
+    bar = _bar(sum(p.n for p in plans.values()), progress)
+    frames, timings, backends = [], {}, set()
     fan_paths = None
     try:
-        for name, (_, chunks) in plan.items():
-            t0 = time.perf_counter()
-            source = chunks()
-            if name == "prior":
-                source = _keep_first(source, 2000)
-            res = backtest(
-                source, strategy, fees=fees, slippage=slippage, init_cash=init_cash,
-                engine=engine, progress=bar.update,
-            )  # fmt: skip
-            if name == "prior":
-                fan_paths = source.kept
-            timings[name] = time.perf_counter() - t0
-            engines.add(res.engine)
-            frames.append(res.metrics)
+        with _engine_client(engine, client) as (dask_client, threads):
+            for name, p in plans.items():
+                t0 = time.perf_counter()
+                if engine == "dask":
+                    from .distributed import backtest_plan
+
+                    metrics, used, _ = backtest_plan(
+                        gen, p, seeds[name], horizon, drift, strategy, config, backend, cs,
+                        client=dask_client, shards=shards, resources=resources, device=device,
+                        progress=bar.update, num_threads=threads,
+                    )  # fmt: skip
+                    if name == "prior":
+                        first = min(p.n, 2000, cs or 2000)
+                        fan_paths = gen._run(p, seeds[name], 0, first, horizon, drift, None).returns
+                else:
+                    source = gen._chunks(p, seeds[name], cs, horizon, drift)
+                    if name == "prior":
+                        source = _keep_first(source, 2000)
+                    res = backtest(
+                        source, strategy, fees=fees, slippage=slippage, init_cash=init_cash,
+                        backend=backend, progress=bar.update,
+                    )  # fmt: skip
+                    if name == "prior":
+                        fan_paths = source.kept
+                    metrics, used = res.metrics, res.backend
+                timings[name] = time.perf_counter() - t0
+                backends.add(used)
+                frames.append(metrics)
     finally:
         bar.close()
     import pandas as pd
@@ -172,7 +193,7 @@ def stress_test(
     real_prices = _real_prices(data)
     hist = historical_windows(
         real_prices, strategy, horizon, fees=fees, slippage=slippage, init_cash=init_cash,
-        engine=engine,
+        backend=backend,
     )  # fmt: skip
     timings["historical"] = time.perf_counter() - t0
     latent = _latent_map(model, data)
@@ -200,7 +221,7 @@ def stress_test(
         steps=steps,
         sweep=(sweep_from, sweep_to),
         drift=drift,
-        engine="+".join(sorted(engines)),
+        backend="+".join(sorted(backends)),
         timings=timings,
         model=dict(model.config),
         data=_describe_data(data),
@@ -218,6 +239,17 @@ def _int(name: str, value: Any, lo: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
     return int(value)
+
+
+@contextlib.contextmanager
+def _engine_client(engine: str, client: Any):
+    if engine != "dask":
+        yield None, None
+        return
+    from .distributed import _client
+
+    with _client(client) as pair:
+        yield pair
 
 
 class _keep_first:
@@ -337,7 +369,7 @@ class StressReport:
     steps: int
     sweep: tuple
     drift: str
-    engine: str
+    backend: str
     timings: dict
     model: dict
     data: dict
@@ -606,6 +638,8 @@ class StressReport:
             n: pd.read_parquet(folder / f"{n}.parquet")
             for n in ("metrics", "historical", "anomalies")
         }
+        if "engine" in meta:  # reports saved before the backend was named so
+            meta["backend"] = meta.pop("engine")
         hist = meta.pop("history")
         meta["sweep"] = tuple(meta["sweep"])
         return cls(**frames, **meta, history=None if hist is None else pd.DataFrame(hist))
@@ -703,7 +737,7 @@ scenarios from a ScenarioVAE ({mdl["window"]}-day windows, latent {mdl["latent_d
 <div class="card">Median Sharpe, calm to crisis<b>{sharpe}</b></div>
 </div>
 <h2>How this was made</h2>
-<p class="note">Paths: {counts} ({rep.engine} backtest engine). {h.escape(horizon_note)}
+<p class="note">Paths: {counts} ({rep.backend} backtest backend). {h.escape(horizon_note)}
 Prices start at {cfg["start_price"]:g}; fees {cfg["fees"]:.4%} and slippage
 {cfg["slippage"]:.4%} of traded value; initial cash {cfg["init_cash"]:g}. Ratios are
 annualized with {cfg["year_days"]} trading days a year. Sweep: {rep.steps} steps from the

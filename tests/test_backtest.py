@@ -44,11 +44,11 @@ def full_matrix(sc: Scenarios, start=100.0) -> np.ndarray:
 @pytest.mark.parametrize("strategy", ALL, ids=lambda s: s.describe())
 def test_streamed_metrics_equal_vectorbt_on_the_full_matrix(strategy):
     sc = scenarios(2000)
-    res = backtest(sc, strategy, fees=0.001, slippage=0.0005, chunk_size=333, engine="vectorbt")
+    res = backtest(sc, strategy, fees=0.001, slippage=0.0005, chunk_size=333, backend="vectorbt")
     ref = vectorbt_metrics(full_matrix(sc), strategy, BacktestConfig(0.001, 0.0005))
     got = res.metrics[list(METRICS)].to_numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=0, equal_nan=True)
-    assert list(res.metrics["scenario"]) == list(range(2000)) and res.engine == "vectorbt"
+    assert list(res.metrics["scenario"]) == list(range(2000)) and res.backend == "vectorbt"
     assert res.metrics["trade_count"].dtype == np.int64
 
 
@@ -99,7 +99,7 @@ def test_custom_strategies_run_on_vectorbt():
         return close > high, close < low
 
     res = backtest(sc, S.Custom(breakout, name="breakout", warmup=20))
-    assert res.engine == "vectorbt" and res.metrics["trade_count"].sum() > 0
+    assert res.backend == "vectorbt" and res.metrics["trade_count"].sum() > 0
     half = backtest(sc, S.Custom(lambda close: close * 0 + 0.5, name="half"))
     full = backtest(sc, S.BuyAndHold())
     # half invested: about half the total return
@@ -143,15 +143,15 @@ def test_bad_arguments_name_the_problem():
         backtest(sc, S.BuyAndHold(), fees=-0.1)
     with pytest.raises(ValueError, match="init_cash must be finite and > 0"):
         backtest(sc, S.BuyAndHold(), init_cash=0)
-    with pytest.raises(ValueError, match="engine must be one of"):
-        backtest(sc, S.BuyAndHold(), engine="rust")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        backtest(sc, S.BuyAndHold(), backend="rust")
     with pytest.raises(
         ValueError,
         match=r"paths of 30 days are too short for MACrossover\(fast_window=10, slow_window=40\)",
     ):
         backtest(sc, S.MACrossover(10, 40))
-    with pytest.raises(ValueError, match="engine='fast' has no kernel"):
-        backtest(sc, S.Custom(lambda c: (c > 0, c < 0)), engine="fast")
+    with pytest.raises(ValueError, match="backend='fast' has no kernel"):
+        backtest(sc, S.Custom(lambda c: (c > 0, c < 0)), backend="fast")
     with pytest.raises(ValueError, match=r"strategy must be a stressvae\.strategies\.Strategy"):
         backtest(sc, "ma")
     with pytest.raises(ValueError, match="needs n and seed"):

@@ -1,0 +1,357 @@
+"""Sharded generation and backtests on Dask (dask.distributed).
+
+The scenario index range [0, n) of a plan (the prior, a calm-to-crisis sweep,
+augmentation around tail windows) is split into contiguous shards. The
+client ships, once per worker, everything a shard needs: the model in its
+saved form (safetensors + JSON bytes), the plan (its latent table: the
+encodings of the sweep and tail windows, computed here on the client so
+that no worker recomputes them with other thread counts), the drift shift,
+the strategy and the backtest settings. Each worker generates its index
+range with the same seed and backtests it, and sends back only metrics,
+never paths. A scenario's random stream depends only on (seed, index), so
+the union of the shards equals the single-process result exactly.
+
+Faults are the engine's business: when a worker process dies, its nanny
+starts a new one and the scheduler runs the lost shard again; every
+scenario is in the result exactly once because shards are gathered by
+position, not as they arrive.
+
+Workers with GPUs: start them with a resource, e.g.
+``dask worker tcp://scheduler:8786 --nworkers 1 --resources "GPU=1"``, and
+pass ``device="cuda", resources={"GPU": 1}``: each shard then runs on a
+worker that holds a GPU, one at a time per GPU.
+
+``dask[distributed]`` is an optional extra: ``pip install "stressvae[dask]"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import itertools
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ENGINES = ("local", "dask")
+# Fault injection for tests only: when this names a file that does not exist
+# yet, the first shard to start creates it and kills its own worker process.
+FAULT_ENV = "STRESSVAE_FAULT_ONCE"
+
+
+def check_engine(engine: str, client: Any, shards: Any) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "local" and (client is not None or shards is not None):
+        raise ValueError("client and shards are for engine='dask'")
+    bad = isinstance(shards, bool) or not isinstance(shards, int) or shards < 1
+    if shards is not None and bad:
+        raise ValueError(f"shards must be a positive int, got {shards!r}")
+
+
+def shard_ranges(n: int, shards: int) -> list[tuple[int, int]]:
+    """``shards`` contiguous (start, count) ranges covering [0, n), sizes
+    differing by at most one; empty ranges are dropped."""
+    if n < 0 or shards < 1:
+        raise ValueError(f"need n >= 0 and shards >= 1, got n={n}, shards={shards}")
+    edges = np.linspace(0, n, shards + 1).round().astype(np.int64)
+    return [(int(a), int(b - a)) for a, b in itertools.pairwise(edges) if b > a]
+
+
+def local_client(workers: int | None = None):
+    """A ``dask.distributed.Client`` on a local cluster of ``workers``
+    processes (default: one per core this process may use), one task
+    thread each. Close it (or use it as a context manager) when done."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:  # pragma: no cover - the extra is part of the test install
+        raise ImportError(
+            'engine="dask" needs dask.distributed: pip install "stressvae[dask]"'
+        ) from None
+    workers = workers or len(os.sched_getaffinity(0))
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
+    return Client(cluster)
+
+
+@contextlib.contextmanager
+def _client(client: Any) -> Iterator[tuple[Any, int | None]]:
+    """The user's client, or a local cluster made for this call and closed
+    after it. Also: native threads per worker (None: all the worker has)."""
+    if client is not None:
+        yield client, None
+        return
+    c = local_client()
+    try:
+        n = len(c.scheduler_info()["workers"]) or 1
+        yield c, max(1, len(os.sched_getaffinity(0)) // n)
+    finally:
+        cluster = c.cluster
+        c.close()
+        cluster.close()
+
+
+@dataclasses.dataclass
+class Job:
+    """What every shard of one plan shares; shipped once per worker."""
+
+    model_bytes: bytes
+    asset_names: list
+    plan: Any  # generate._Plan, device_tables None
+    seed: int
+    horizon: int
+    drift: str
+    drift_shift: Any  # float32 [assets] or None
+    strategy: Any
+    config: Any  # backtest.BacktestConfig
+    backend: str
+    chunk_size: int | None
+    device: str
+    num_threads: int | None
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.model_bytes).hexdigest()[:16]
+
+
+def model_bytes(model: Any) -> bytes:
+    """The model in its saved form (what :meth:`ScenarioVAE.save` writes)."""
+    with tempfile.TemporaryDirectory() as d:
+        path = model.save(Path(d) / "model.safetensors")
+        return path.read_bytes()
+
+
+_WORKER_GENERATORS: dict[tuple, Any] = {}
+
+
+def _worker_generator(job: Job):
+    """The worker's generator for this model, loaded from its bytes once."""
+    key = (job.digest, job.device, job.num_threads)
+    gen = _WORKER_GENERATORS.get(key)
+    if gen is None:
+        from .generate import ScenarioGenerator
+        from .model import ScenarioVAE
+
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "model.safetensors"
+            path.write_bytes(job.model_bytes)
+            model = ScenarioVAE.load(path)
+        gen = ScenarioGenerator(model, None, device=job.device, num_threads=job.num_threads)
+        _WORKER_GENERATORS.clear()  # one model at a time per worker
+        _WORKER_GENERATORS[key] = gen
+    gen.asset_names = list(job.asset_names)
+    gen._drift_shift = job.drift_shift
+    return gen
+
+
+def _maybe_fail() -> None:
+    marker = os.environ.get(FAULT_ENV)
+    if not marker:
+        return
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    os._exit(1)  # the worker process dies mid-task
+
+
+def _chunks(gen, job: Job, start: int, count: int):
+    cs = job.chunk_size or gen._default_chunk(job.horizon)
+    for s in range(start, start + count, cs):
+        m = min(cs, start + count - s)
+        yield gen._run(job.plan, job.seed, s, m, job.horizon, job.drift, None)
+
+
+def run_backtest_shard(job: Job, start: int, count: int):
+    """On a worker: scenarios start .. start + count - 1, backtested; metrics."""
+    _maybe_fail()
+    from .backtest import backtest
+
+    gen = _worker_generator(job)
+    if job.num_threads:
+        with contextlib.suppress(ImportError, ValueError):
+            import numba
+
+            numba.set_num_threads(min(job.num_threads, numba.config.NUMBA_NUM_THREADS))
+    c = job.config
+    res = backtest(
+        _chunks(gen, job, start, count), job.strategy, c.fees, c.slippage, c.init_cash, c.freq,
+        start_price=c.start_price, year_days=c.year_days, backend=job.backend,
+    )  # fmt: skip
+    return res.metrics, res.backend, os.getpid()
+
+
+def run_generate_shard(job: Job, start: int, count: int, path: str) -> str:
+    """On a worker: scenarios start .. start + count - 1 written to ``path``
+    (.npy, float32 [count, horizon, assets] log returns), atomically."""
+    _maybe_fail()
+    from numpy.lib.format import open_memmap
+
+    gen = _worker_generator(job)
+    final = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    try:
+        shape = (count, job.horizon, gen.n_assets)
+        out = open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        for chunk in _chunks(gen, job, start, count):
+            s = int(chunk.tags["scenario"].iloc[0]) - start
+            out[s : s + len(chunk)] = chunk.returns
+        out.flush()
+        del out
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return str(final)
+
+
+def make_job(gen, plan, seed, horizon, drift, strategy=None, config=None, backend="auto",
+             chunk_size=None, device="auto", num_threads=None) -> Job:  # fmt: skip
+    plan = dataclasses.replace(plan, device_tables=None)
+    return Job(
+        model_bytes(gen.model), list(gen.asset_names), plan, seed, horizon, drift,
+        gen._shift(drift), strategy, config, backend, chunk_size, device, num_threads,
+    )  # fmt: skip
+
+
+def _submit_all(client, fn, job: Job, ranges, extra, resources, progress):
+    from dask.distributed import as_completed
+
+    shipped = client.scatter(job, broadcast=True, hash=False)
+    futures = [
+        client.submit(fn, shipped, s, c, *x, pure=False, resources=resources)
+        for (s, c), x in zip(ranges, extra, strict=True)
+    ]
+    try:
+        for fut in as_completed(futures):
+            fut.result()  # raises the shard's error here
+            if progress is not None:
+                progress(ranges[futures.index(fut)][1])
+        return client.gather(futures)  # in shard order, whatever order they ran in
+    finally:
+        client.cancel(futures)
+
+
+def backtest_plan(gen, plan, seed, horizon, drift, strategy, config, backend="auto",
+                  chunk_size=None, client=None, shards=None, resources=None, device="auto",
+                  progress=None, num_threads=None):  # fmt: skip
+    """The metrics of every scenario of ``plan``, computed in shards on Dask.
+    Returns (metrics DataFrame in scenario order, backend used, worker pids)."""
+    import pandas as pd
+
+    with _client(client) as (c, threads):
+        n_workers = max(1, len(c.scheduler_info()["workers"]))
+        ranges = shard_ranges(plan.n, shards or 4 * n_workers)
+        job = make_job(gen, plan, seed, horizon, drift, strategy, config, backend,
+                       chunk_size, device, threads or num_threads)  # fmt: skip
+        out = _submit_all(c, run_backtest_shard, job, ranges, [()] * len(ranges), resources,
+                          progress)  # fmt: skip
+    metrics = pd.concat([m for m, _, _ in out], ignore_index=True)
+    used = "+".join(sorted({b for _, b, _ in out}))
+    return metrics, used, sorted({p for _, _, p in out})
+
+
+def generate_plan(
+    gen, plan, seed, horizon, drift, folder, chunk_size=None, client=None, shards=None,
+    resources=None, device="auto", progress=None,
+) -> list[Path]:  # fmt: skip
+    """Writes every scenario of ``plan`` as shard files ``folder/shard-NNNNN.npy``
+    (each [count, horizon, assets] float32 log returns, in index order) from
+    Dask workers that see ``folder`` (a shared filesystem on a real cluster).
+    Returns the shard paths in order."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _client(client) as (c, threads):
+        n_workers = max(1, len(c.scheduler_info()["workers"]))
+        ranges = shard_ranges(plan.n, shards or 4 * n_workers)
+        job = make_job(gen, plan, seed, horizon, drift, chunk_size=chunk_size, device=device,
+                       num_threads=threads)  # fmt: skip
+        paths = [(str(folder.resolve() / f"shard-{i:05d}.npy"),) for i in range(len(ranges))]
+        out = _submit_all(c, run_generate_shard, job, ranges, paths, resources, progress)
+    return [Path(p) for p in out]
+
+
+def write_shards(
+    gen, plan, seed: int, folder, horizon: int, drift: str = "keep", chunk_size=None,
+    client=None, shards=None, resources=None, progress=None,
+) -> Path:  # fmt: skip
+    """:func:`generate_plan` plus ``folder/manifest.json`` (written last,
+    atomically: a folder without it is not a finished run). Returns the
+    manifest's path."""
+    import json
+
+    t_paths = generate_plan(
+        gen, plan, seed, horizon, drift, folder, chunk_size, client, shards, resources,
+        gen.device, progress,
+    )  # fmt: skip
+    counts = [int(np.load(p, mmap_mode="r").shape[0]) for p in t_paths]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
+    manifest = {
+        "format": "stressvae-shards/1",
+        "n": plan.n,
+        "set": plan.label,
+        "seed": seed,
+        "horizon": horizon,
+        "drift": drift,
+        "assets": list(gen.asset_names),
+        "units": "daily log returns, float32 [count, horizon, assets] per shard",
+        "shards": [
+            {"path": p.name, "start": s, "count": c}
+            for p, s, c in zip(t_paths, starts, counts, strict=True)
+        ],
+    }
+    from .report import _atomic_write
+
+    path = Path(folder) / "manifest.json"
+    _atomic_write(path, json.dumps(manifest, indent=1).encode())
+    return path
+
+
+def generate(
+    gen, n: int, seed: int, folder, horizon: int | None = None, drift: str = "keep",
+    chunk_size: int | None = None, client=None, shards: int | None = None, resources=None,
+) -> Path:  # fmt: skip
+    """``gen.sample(n, seed, horizon=..., drift=...)`` generated by Dask
+    workers straight into shard files in ``folder`` (shared by the workers),
+    never through this process. Returns the manifest; :func:`load_shards`
+    reads the scenarios back."""
+    from . import native
+
+    n = native._as_int("n", n, 1, 1 << 40)
+    seed, h, cs = gen._check_common(seed, drift, horizon, chunk_size)
+    return write_shards(gen, gen._prior_plan(n), seed, folder, h, drift, cs, client, shards,
+                        resources)  # fmt: skip
+
+
+def load_shards(folder) -> np.ndarray:
+    """The scenarios of a shard folder, in index order, float32
+    [n, horizon, assets] (read through memory maps, then joined)."""
+    import json
+
+    folder = Path(folder)
+    mpath = folder / "manifest.json"
+    if not mpath.is_file():
+        raise ValueError(f"{folder} holds no finished shard run (no manifest.json)")
+    manifest = json.loads(mpath.read_text())
+    parts = []
+    for sh in manifest["shards"]:
+        arr = np.load(folder / sh["path"], mmap_mode="r")
+        if arr.shape[0] != sh["count"]:
+            raise ValueError(
+                f"{sh['path']} holds {arr.shape[0]} scenarios, the manifest {sh['count']}"
+            )
+        parts.append(arr)
+    return (
+        np.concatenate(parts)
+        if parts
+        else np.empty((0, manifest["horizon"], len(manifest["assets"])), np.float32)
+    )
