@@ -5,6 +5,7 @@ dies mid-run."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,20 @@ from stressvae.distributed import (
     local_client,
     shard_ranges,
 )
+
+
+@pytest.fixture(autouse=True)
+def bounded_time():
+    """Each test here ends within 4 minutes: a hung cluster fails, never stalls CI."""
+
+    def fail(*_):
+        raise TimeoutError("a Dask test ran over 240 s")
+
+    old = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(240)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture(scope="module")
