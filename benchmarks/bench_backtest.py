@@ -8,8 +8,8 @@ Peer: what a vectorbt user writes: one Portfolio on the whole [253, paths]
 close matrix (``MACrossover(10, 50)``: ``vbt.MA.run`` + ``ma_crossed_above /
 below`` + ``Portfolio.from_signals``; ``BuyAndHold``: ``Portfolio.from_holding``;
 fees 0.001, slippage 0.0005) and its ten metrics
-(``stressvae.backtest.vectorbt_metrics``). Fast side:
-``stressvae.backtest.fast_metrics``, the same ten numbers from the numba
+(``stressvae.backtesting.vectorbt_metrics``). Fast side:
+``stressvae.backtesting.fast_metrics``, the same ten numbers from the numba
 kernels. Log returns ~ N(3e-4, 0.012), prices from 100.
 
 Before timing, both sides run once (warm-up: imports, JIT / cache loads)
@@ -37,7 +37,7 @@ import time
 
 import numpy as np
 
-from stressvae.backtest import METRICS, BacktestConfig, fast_metrics, vectorbt_metrics
+from stressvae.backtesting import METRICS, BacktestConfig, fast_metrics, vectorbt_metrics
 from stressvae.strategies import BuyAndHold, MACrossover
 
 STEPS = 252

@@ -31,9 +31,9 @@ _LAZY = {
     "GarchBaseline": "baselines",
     "evaluate": "realism",
     "RealismReport": "realism",
-    "backtest": "backtest",
-    "historical_windows": "backtest",
-    "BacktestResult": "backtest",
+    "backtest": "backtesting",
+    "historical_windows": "backtesting",
+    "BacktestResult": "backtesting",
     "stress_test": "report",
     "StressReport": "report",
     "History": "train",
@@ -56,9 +56,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers and editors
-    from .backtest import BacktestResult as BacktestResult
-    from .backtest import backtest as backtest
-    from .backtest import historical_windows as historical_windows
+    from .backtesting import BacktestResult as BacktestResult
+    from .backtesting import backtest as backtest
+    from .backtesting import historical_windows as historical_windows
     from .baselines import BootstrapBaseline as BootstrapBaseline
     from .baselines import GarchBaseline as GarchBaseline
     from .baselines import GaussianBaseline as GaussianBaseline

@@ -3,7 +3,7 @@
 For the built-in signal strategies (long only, all in, filled at the
 signal bar's close, fees and slippage on top: ``Portfolio.from_signals``
 defaults) :func:`metrics` returns, for every column of ``close``, the ten
-numbers of ``stressvae.backtest.METRICS`` with vectorbt's own arithmetic,
+numbers of ``stressvae.backtesting.METRICS`` with vectorbt's own arithmetic,
 operation for operation, so the results are equal to vectorbt's bit for bit
 (the tests hold them to 1e-9 relative):
 
@@ -601,7 +601,7 @@ def metrics(
     (currency, > 0). fees, slippage: fractions of each trade's value, in
     [0, 1). ann_factor: bars a year (252 for daily bars).
 
-    Returns float64 [paths, 10] in ``stressvae.backtest.METRICS`` order:
+    Returns float64 [paths, 10] in ``stressvae.backtesting.METRICS`` order:
     returns, volatility and drawdown as fractions, ratios annualized,
     trade_count as a float, win_rate in [0, 1] (NaN without trades), Sharpe,
     Sortino and Calmar inf / NaN where vectorbt gives them (no trade).

@@ -173,7 +173,7 @@ def _chunks(gen, job: Job, start: int, count: int):
 def run_backtest_shard(job: Job, start: int, count: int):
     """On a worker: scenarios start .. start + count - 1, backtested; metrics."""
     _maybe_fail()
-    from .backtest import backtest
+    from .backtesting import backtest
 
     gen = _worker_generator(job)
     if job.num_threads:

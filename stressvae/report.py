@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .backtest import METRICS, BacktestConfig, backtest, historical_windows
+from .backtesting import METRICS, BacktestConfig, backtest, historical_windows
 from .strategies import Strategy
 
 __all__ = ["StressReport", "stress_test"]
@@ -352,7 +352,7 @@ class StressReport:
 
     metrics: one row per path: ``set`` ("prior", "sweep", "tail"), the
         scenario tags (``step``, ``alpha`` for the sweep, ``anchor`` for the
-        tail) and the metrics of stressvae.backtest.METRICS.
+        tail) and the metrics of stressvae.backtesting.METRICS.
     historical: the same metrics on the real history, windows of the same
         horizon, with their dates.
     """

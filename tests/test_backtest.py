@@ -9,7 +9,7 @@ import pytest
 
 from stressvae import Scenarios
 from stressvae import strategies as S
-from stressvae.backtest import (
+from stressvae.backtesting import (
     METRICS,
     BacktestConfig,
     backtest,

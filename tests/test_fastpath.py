@@ -14,7 +14,7 @@ pytest.importorskip("numba")
 pytest.importorskip("vectorbt")
 
 from stressvae import _backtest_nb
-from stressvae.backtest import METRICS, BacktestConfig, fast_metrics, vectorbt_metrics
+from stressvae.backtesting import METRICS, BacktestConfig, fast_metrics, vectorbt_metrics
 from stressvae.strategies import (
     BuyAndHold,
     MACrossover,

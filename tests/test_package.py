@@ -112,3 +112,10 @@ def test_ruff_lint_and_format():
 def test_sample_rows_are_float32_numpy_by_default():
     z = stressvae.sample_latent(np.zeros(3, np.float32), np.zeros(3, np.float32), 4, seed=0)
     assert isinstance(z, np.ndarray) and z.dtype == np.float32
+
+
+def test_public_backtest_stays_the_function_after_its_module_is_imported():
+    import stressvae as sv
+    import stressvae.backtesting  # a submodule import must not shadow the name
+
+    assert callable(sv.backtest) and sv.backtest.__name__ == "backtest"
