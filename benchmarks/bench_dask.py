@@ -49,10 +49,9 @@ def main() -> None:
 
     for workers in (1, 2):
         t0 = time.perf_counter()
-        client = local_client(workers)
-        start = time.perf_counter() - t0
-        threads = max(1, cores // workers)
-        try:
+        with local_client(workers) as client:
+            start = time.perf_counter() - t0
+            threads = max(1, cores // workers)
             # warm every worker (model load, numba compile) on a small run
             backtest_plan(
                 gen, gen._prior_plan(4000 * workers), 1, 128, "keep", strat, ref.config,
@@ -65,10 +64,6 @@ def main() -> None:
                 num_threads=threads,
             )  # fmt: skip
             dt = time.perf_counter() - t0
-        finally:
-            cluster = client.cluster
-            client.close()
-            cluster.close()
         same = metrics.equals(ref.metrics)
         print(f"dask {workers} worker(s): {dt:.2f} s, equal to local: {same}", flush=True)
         if not same:

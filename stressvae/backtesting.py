@@ -351,14 +351,7 @@ def backtest(
             continue
         if horizon is None:
             horizon = chunk.horizon
-            if strategy.warmup >= horizon:
-                raise ValueError(
-                    f"paths of {horizon} days are too short for {strategy.describe()}, which needs "
-                    f"{strategy.warmup} days before its first signal: generate longer paths "
-                    "(horizon=...)"
-                )
-        if strategy.portfolio_kind == "grouped" and chunk.n_assets < 2:
-            raise ValueError(f"{strategy.describe()} needs scenarios of two or more assets")
+            _check_paths(strategy, horizon, chunk.n_assets)
         frames.append(_run_chunk(chunk, strategy, config, use_fast))
         if progress is not None:
             progress(len(chunk))
@@ -369,6 +362,17 @@ def backtest(
     return BacktestResult(
         metrics, strategy, config, "fast" if use_fast else "vectorbt", horizon, src
     )
+
+
+def _check_paths(strategy: Strategy, horizon: int, n_assets: int) -> None:
+    """Paths long enough for the strategy's warm-up, and assets enough for it."""
+    if strategy.warmup >= horizon:
+        raise ValueError(
+            f"paths of {horizon} days are too short for {strategy.describe()}, which needs "
+            f"{strategy.warmup} days before its first signal: generate longer paths (horizon=...)"
+        )
+    if strategy.portfolio_kind == "grouped" and n_assets < 2:
+        raise ValueError(f"{strategy.describe()} needs scenarios of two or more assets")
 
 
 def _backtest_dask(source, strategy, config, backend, chunk_size, n, seed, gen_kwargs, client,
@@ -388,13 +392,7 @@ def _backtest_dask(source, strategy, config, backend, chunk_size, n, seed, gen_k
     n = native._as_int("n", n, 1, 1 << 40)
     drift = gen_kwargs.get("drift", "keep")
     seed, horizon, cs = source._check_common(seed, drift, gen_kwargs.get("horizon"), chunk_size)
-    if strategy.warmup >= horizon:
-        raise ValueError(
-            f"paths of {horizon} days are too short for {strategy.describe()}, which needs "
-            f"{strategy.warmup} days before its first signal: generate longer paths (horizon=...)"
-        )
-    if strategy.portfolio_kind == "grouped" and source.n_assets < 2:
-        raise ValueError(f"{strategy.describe()} needs scenarios of two or more assets")
+    _check_paths(strategy, horizon, source.n_assets)
     metrics, used, _ = backtest_plan(
         source, source._prior_plan(n), seed, horizon, drift, strategy, config, backend, cs,
         client=client, shards=shards, resources=resources, device=source.device,

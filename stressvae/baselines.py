@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from . import native
-from .generate import SETS, Scenarios
+from .generate import SETS, Scenarios, memory_budget
 
 __all__ = [
     "BURN_IN",
@@ -160,15 +160,7 @@ class _Baseline:
     def _default_chunk(self, horizon: int) -> int:
         """Scenarios per chunk: about ``_chunk_budget`` bytes of working
         memory (less when memory is short), at least 256."""
-        budget = self._chunk_budget
-        try:
-            with open("/proc/meminfo") as fh:
-                avail = next(
-                    int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("MemAvailable:")
-                )
-            budget = min(budget, max(avail // 20, 4 << 20))
-        except (OSError, StopIteration, ValueError):
-            pass
+        budget = memory_budget(self._chunk_budget)
         return max(256, budget // max(1, self._bytes_per_scenario(horizon)))
 
     def _scenarios(self, returns: np.ndarray, start: int, seed: int, horizon: int) -> Scenarios:

@@ -227,7 +227,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         f"generate  {what}, {horizon} days x {model.n_assets} asset(s), seed {args.seed}, "
         f"drift {args.drift}"
     )
-    progress = _bar(n, not args.quiet)
+    from .report import _bar
+
+    progress = _bar(n, not args.quiet, unit="scen", desc="generating")
     t0 = time.perf_counter()
     out = Path(args.out)
     try:
@@ -253,22 +255,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     size = sum(f.stat().st_size for f in out.iterdir()) if out.is_dir() else out.stat().st_size
     say(f"wrote     {args.out} ({size / 2**20:,.1f} MiB) in {dt:.1f} s, {n / dt:,.0f} scenarios/s")
     return 0
-
-
-def _bar(total: int, enabled: bool):
-    if enabled:
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, unit="scen", unit_scale=True, desc="generating", leave=False)
-
-    class _Quiet:
-        def update(self, _n):
-            pass
-
-        def close(self):
-            pass
-
-    return _Quiet()
 
 
 def _headline_lines(rep) -> list[str]:
@@ -368,8 +354,8 @@ def _check_dask_flags(args: argparse.Namespace) -> None:
 
 @contextlib.contextmanager
 def _dask_client(args: argparse.Namespace):
-    """The Dask client the command's flags ask for (None for engine=local)."""
-    _check_dask_flags(args)
+    """The Dask client the command's flags ask for (None for engine=local);
+    the flags were checked by :func:`_check_dask_flags` before any work."""
     if args.engine != "dask":
         yield None
         return
@@ -391,13 +377,8 @@ def _dask_client(args: argparse.Namespace):
         finally:
             client.close()
         return
-    client = local_client(args.workers)
-    try:
+    with local_client(args.workers) as client:
         yield client
-    finally:
-        cluster = client.cluster
-        client.close()
-        cluster.close()
 
 
 def cmd_stress(args: argparse.Namespace) -> int:

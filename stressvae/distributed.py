@@ -66,18 +66,16 @@ def shard_ranges(n: int, shards: int) -> list[tuple[int, int]]:
 def local_client(workers: int | None = None):
     """A ``dask.distributed.Client`` on a local cluster of ``workers``
     processes (default: one per core this process may use), one task
-    thread each. Close it (or use it as a context manager) when done."""
+    thread each. The client owns the cluster: closing the client (or
+    leaving its ``with`` block) shuts the workers down."""
     try:
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client
     except ImportError:  # pragma: no cover - the extra is part of the test install
         raise ImportError(
             'engine="dask" needs dask.distributed: pip install "stressvae[dask]"'
         ) from None
     workers = workers or len(os.sched_getaffinity(0))
-    cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-    )
-    return Client(cluster)
+    return Client(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
 
 
 @contextlib.contextmanager
@@ -87,14 +85,9 @@ def _client(client: Any) -> Iterator[tuple[Any, int | None]]:
     if client is not None:
         yield client, None
         return
-    c = local_client()
-    try:
+    with local_client() as c:
         n = len(c.scheduler_info()["workers"]) or 1
         yield c, max(1, len(os.sched_getaffinity(0)) // n)
-    finally:
-        cluster = c.cluster
-        c.close()
-        cluster.close()
 
 
 @dataclasses.dataclass
@@ -231,11 +224,12 @@ def _submit_all(client, fn, job: Job, ranges, extra, resources, progress):
         client.submit(fn, shipped, s, c, *x, pure=False, resources=resources)
         for (s, c), x in zip(ranges, extra, strict=True)
     ]
+    counts = {f.key: c for f, (_, c) in zip(futures, ranges, strict=True)}
     try:
         for fut in as_completed(futures):
             fut.result()  # raises the shard's error here
             if progress is not None:
-                progress(ranges[futures.index(fut)][1])
+                progress(counts[fut.key])
         return client.gather(futures)  # in shard order, whatever order they ran in
     finally:
         client.cancel(futures)
@@ -260,41 +254,28 @@ def backtest_plan(gen, plan, seed, horizon, drift, strategy, config, backend="au
     return metrics, used, sorted({p for _, _, p in out})
 
 
-def generate_plan(
-    gen, plan, seed, horizon, drift, folder, chunk_size=None, client=None, shards=None,
-    resources=None, device="auto", progress=None,
-) -> list[Path]:  # fmt: skip
+def write_shards(
+    gen, plan, seed: int, folder, horizon: int, drift: str = "keep", chunk_size=None,
+    client=None, shards=None, resources=None, progress=None,
+) -> Path:  # fmt: skip
     """Writes every scenario of ``plan`` as shard files ``folder/shard-NNNNN.npy``
     (each [count, horizon, assets] float32 log returns, in index order) from
-    Dask workers that see ``folder`` (a shared filesystem on a real cluster).
-    Returns the shard paths in order."""
+    Dask workers that see ``folder`` (a shared filesystem on a real cluster),
+    then ``folder/manifest.json`` (last, atomically: a folder without it is
+    not a finished run). Returns the manifest's path."""
+    import json
+
+    from .report import _atomic_write
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with _client(client) as (c, threads):
         n_workers = max(1, len(c.scheduler_info()["workers"]))
         ranges = shard_ranges(plan.n, shards or 4 * n_workers)
-        job = make_job(gen, plan, seed, horizon, drift, chunk_size=chunk_size, device=device,
+        job = make_job(gen, plan, seed, horizon, drift, chunk_size=chunk_size, device=gen.device,
                        num_threads=threads)  # fmt: skip
         paths = [(str(folder.resolve() / f"shard-{i:05d}.npy"),) for i in range(len(ranges))]
-        out = _submit_all(c, run_generate_shard, job, ranges, paths, resources, progress)
-    return [Path(p) for p in out]
-
-
-def write_shards(
-    gen, plan, seed: int, folder, horizon: int, drift: str = "keep", chunk_size=None,
-    client=None, shards=None, resources=None, progress=None,
-) -> Path:  # fmt: skip
-    """:func:`generate_plan` plus ``folder/manifest.json`` (written last,
-    atomically: a folder without it is not a finished run). Returns the
-    manifest's path."""
-    import json
-
-    t_paths = generate_plan(
-        gen, plan, seed, horizon, drift, folder, chunk_size, client, shards, resources,
-        gen.device, progress,
-    )  # fmt: skip
-    counts = [int(np.load(p, mmap_mode="r").shape[0]) for p in t_paths]
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
+        written = _submit_all(c, run_generate_shard, job, ranges, paths, resources, progress)
     manifest = {
         "format": "stressvae-shards/1",
         "n": plan.n,
@@ -305,13 +286,11 @@ def write_shards(
         "assets": list(gen.asset_names),
         "units": "daily log returns, float32 [count, horizon, assets] per shard",
         "shards": [
-            {"path": p.name, "start": s, "count": c}
-            for p, s, c in zip(t_paths, starts, counts, strict=True)
+            {"path": Path(p).name, "start": s, "count": n}
+            for p, (s, n) in zip(written, ranges, strict=True)
         ],
     }
-    from .report import _atomic_write
-
-    path = Path(folder) / "manifest.json"
+    path = folder / "manifest.json"
     _atomic_write(path, json.dumps(manifest, indent=1).encode())
     return path
 

@@ -158,6 +158,17 @@ class _Plan:
     device_tables: Any = None  # (mu, logvar) on the GPU, made on first use
 
 
+def memory_budget(cap: int) -> int:
+    """Bytes a chunk may use: ``cap``, or a twentieth of the available
+    memory when that is less (never below 4 MiB)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            avail = next(int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return cap
+    return min(cap, max(avail // 20, 4 << 20))
+
+
 # The maps from a scenario's global index to its latent point and its tags are
 # small classes, not closures: a plan pickles, so that stressvae.distributed
 # ships it once to workers that generate their own index ranges.
@@ -301,16 +312,7 @@ class ScenarioGenerator:
     def _default_chunk(self, horizon: int) -> int:
         """Scenarios per chunk: about 32 MiB of returns, less when memory is short."""
         per = horizon * self.n_assets * 4
-        budget = 32 << 20
-        try:
-            with open("/proc/meminfo") as fh:
-                avail = next(
-                    int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("MemAvailable:")
-                )
-            budget = min(budget, max(avail // 20, 4 << 20))
-        except (OSError, StopIteration, ValueError):
-            pass
-        return max(1024, budget // per)
+        return max(1024, memory_budget(32 << 20) // per)
 
     # ---------------------------------------------------------------- streams
     def _run(

@@ -265,11 +265,12 @@ class _keep_first:
             yield chunk
 
 
-def _bar(total: int, enabled: bool):
+def _bar(total: int, enabled: bool, unit: str = "path", desc: str = "stress test"):
+    """A tqdm bar, or one that does nothing when ``enabled`` is false."""
     if enabled:
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, unit="path", unit_scale=True, desc="stress test", leave=False)
+        return tqdm(total=total, unit=unit, unit_scale=True, desc=desc, leave=False)
 
     class _Quiet:
         def update(self, _n):
