@@ -17,6 +17,7 @@
 #include "parallel.h"
 #include "philox.h"
 #include "decode.h"
+#include "rollout.h"
 #include "sample.h"
 
 namespace py = pybind11;
@@ -29,6 +30,7 @@ using U32Array = py::array_t<uint32_t, py::array::c_style>;
 
 std::atomic<uint64_t> g_sample_calls{0}, g_sample_rows{0}, g_normals_calls{0}, g_normals_rows{0};
 std::atomic<uint64_t> g_decode_calls{0}, g_decode_rows{0}, g_fused_calls{0}, g_fused_rows{0};
+std::atomic<uint64_t> g_rollout_calls{0}, g_rollout_rows{0};
 
 void require(bool ok, const std::string& msg) {
   if (!ok) throw std::invalid_argument(msg);
@@ -277,6 +279,88 @@ void decoder_sample(Decoder& d, FArray out, FArray mu, FArray logvar, I64Array i
   g_fused_rows.fetch_add(static_cast<uint64_t>(n));
 }
 
+// ------------------------------------------------------------------ rollout
+struct Rollout {
+  svae::PackedGru net;
+};
+
+std::unique_ptr<Rollout> make_rollout(FArray w0, FArray b0, FArray w_x, FArray w_z, FArray b_i,
+                                      FArray w_h, FArray b_h, FArray w_o, FArray b_o,
+                                      FArray scaler_mean, FArray scaler_std, float ls_min,
+                                      float ls_max, const std::string& isa) {
+  require(w0.ndim() == 2, "w0 must be [latent, hidden]");
+  const int64_t L = w0.shape(0), H = w0.shape(1);
+  require(w_o.ndim() == 2 && w_o.shape(0) == H && w_o.shape(1) % 2 == 0, "w_o must be [hidden, 2A]");
+  const int64_t A = w_o.shape(1) / 2;
+  require(b0.ndim() == 1 && b0.shape(0) == H, "b0 must be [hidden]");
+  require(w_x.ndim() == 2 && w_x.shape(0) == 2 * A && w_x.shape(1) == 3 * H, "w_x must be [2A, 3H]");
+  require(w_z.ndim() == 2 && w_z.shape(0) == L && w_z.shape(1) == 3 * H, "w_z must be [latent, 3H]");
+  require(w_h.ndim() == 2 && w_h.shape(0) == H && w_h.shape(1) == 3 * H, "w_h must be [H, 3H]");
+  require(b_i.ndim() == 1 && b_i.shape(0) == 3 * H && b_h.ndim() == 1 && b_h.shape(0) == 3 * H,
+          "b_i and b_h must be [3H]");
+  require(b_o.ndim() == 1 && b_o.shape(0) == 2 * A, "b_o must be [2A]");
+  require(scaler_mean.ndim() == 1 && scaler_mean.shape(0) == A && scaler_std.ndim() == 1 &&
+              scaler_std.shape(0) == A,
+          "scaler mean and std must be [assets]");
+  svae::GruWeights g{w0.data(), b0.data(), w_x.data(), w_z.data(), b_i.data(),
+                     w_h.data(), b_h.data(), w_o.data(), b_o.data(), L, H, A};
+  auto r = std::make_unique<Rollout>();
+  r->net = svae::pack_gru(g, scaler_mean.data(), scaler_std.data(), ls_min, ls_max, isa_from(isa));
+  return r;
+}
+
+void rollout_run(Rollout& d, FArray out, const py::object& z, FArray mu, FArray logvar,
+                 I64Array index, int mode, int64_t n, int64_t horizon, uint64_t seed,
+                 uint64_t offset, float scale, bool noise, bool demean, bool cumulative,
+                 const py::object& shift, float phi, int num_threads) {
+  const int64_t A = d.net.assets, L = d.net.latent;
+  require(out.writeable(), "out must be writeable");
+  require(out.ndim() == 3 && out.shape(0) == n && out.shape(1) == horizon && out.shape(2) == A,
+          "out must be [n, horizon, assets]");
+  svae::RolloutArgs a;
+  FArray shift_keep, z_keep;
+  a.out = out.mutable_data();
+  a.n = n;
+  a.horizon = horizon;
+  if (!z.is_none()) {
+    z_keep = z.cast<FArray>();
+    require(z_keep.ndim() == 2 && z_keep.shape(0) == n && z_keep.shape(1) == L, "z must be [n, latent]");
+    a.z = z_keep.data();
+  } else {
+    require(mu.ndim() == 2 && logvar.ndim() == 2 && mu.shape(1) == L &&
+                logvar.shape(0) == mu.shape(0) && logvar.shape(1) == L,
+            "mu and logvar must be [k, latent]");
+    require(mode >= 0 && mode <= 2, "mode must be 0, 1 or 2");
+    a.sampler.n = n;
+    a.sampler.d = L;
+    a.sampler.k = mu.shape(0);
+    a.sampler.mode = static_cast<svae::RowMode>(mode);
+    a.sampler.mu = mu.data();
+    a.sampler.logvar = logvar.data();
+    if (mode == 2) {
+      require(index.ndim() == 1 && index.shape(0) == n, "index must be [n]");
+      a.sampler.index = index.data();
+    }
+    a.sampler.seed = seed;
+    a.sampler.offset = offset;
+    a.sampler.scale = scale;
+    a.sampler.tag = svae::kTagLatent;
+  }
+  a.seed = seed;
+  a.offset = offset;
+  a.noise = noise;
+  a.demean = demean;
+  a.cumulative = cumulative;
+  a.phi = phi;
+  a.shift = shift_ptr(shift, A, shift_keep);
+  {
+    py::gil_scoped_release release;
+    svae::rollout_cpu(d.net, a, num_threads);
+  }
+  g_rollout_calls.fetch_add(1);
+  g_rollout_rows.fetch_add(static_cast<uint64_t>(n));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -317,6 +401,22 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("panel", [](const Decoder& d) { return d.net.panel; })
       .def_property_readonly("latent", [](const Decoder& d) { return d.net.latent; })
       .def_property_readonly("out_dim", [](const Decoder& d) { return d.net.out_dim; });
+  py::class_<Rollout>(m, "Rollout",
+                      "The recurrent (GRU) decoder packed for the CPU rollout (weights copied).")
+      .def(py::init(&make_rollout), py::arg("w0").noconvert(), py::arg("b0").noconvert(),
+           py::arg("w_x").noconvert(), py::arg("w_z").noconvert(), py::arg("b_i").noconvert(),
+           py::arg("w_h").noconvert(), py::arg("b_h").noconvert(), py::arg("w_o").noconvert(),
+           py::arg("b_o").noconvert(), py::arg("scaler_mean").noconvert(),
+           py::arg("scaler_std").noconvert(), py::arg("ls_min"), py::arg("ls_max"),
+           py::arg("isa"))
+      .def("run", &rollout_run, py::arg("out").noconvert(), py::arg("z"),
+           py::arg("mu").noconvert(), py::arg("logvar").noconvert(), py::arg("index").noconvert(),
+           py::arg("mode"), py::arg("n"), py::arg("horizon"), py::arg("seed"), py::arg("offset"),
+           py::arg("scale"), py::arg("noise"), py::arg("demean"), py::arg("cumulative"),
+           py::arg("shift"), py::arg("phi"), py::arg("num_threads"),
+           "All days of n paths: z given or drawn in-block, GRU steps, head, noise, unscale.")
+      .def_property_readonly("isa", [](const Rollout& d) { return std::string(svae::isa_name(d.net.isa)); })
+      .def_property_readonly("hidden_padded", [](const Rollout& d) { return d.net.hp; });
   m.def("best_isa", [] { return std::string(svae::isa_name(svae::best_isa())); });
   m.def("hardware_threads", &svae::hardware_threads);
   m.def("counters", [] {
@@ -329,8 +429,13 @@ PYBIND11_MODULE(_core, m) {
     d["decode_cpu_rows"] = g_decode_rows.load();
     d["sample_decode_cpu_calls"] = g_fused_calls.load();
     d["sample_decode_cpu_rows"] = g_fused_rows.load();
+    d["rollout_cpu_calls"] = g_rollout_calls.load();
+    d["rollout_cpu_rows"] = g_rollout_rows.load();
     return d;
   });
   m.attr("TAG_LATENT") = svae::kTagLatent;
   m.attr("TAG_OBSERVATION") = svae::kTagObservation;
+  m.attr("TAG_STEP") = svae::kTagStep;
+  m.attr("TAG_DRIFT") = svae::kTagDrift;
+  m.attr("MAX_HORIZON") = svae::kMaxHorizon;
 }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "decode.h"
+#include "rollout.h"
 #include "tile.h"
 
 #if defined(__x86_64__)
@@ -17,11 +18,17 @@
 #define SVAE_SIMD_AVX512
 #include "simd.h"
 #include "decode_kernels.h"
+#include "rollout_kernels.h"
 
 namespace svae {
 
 void decode_rows_avx512(const PackedNet& net, const DecodeArgs& a, int64_t r0, int64_t r1) {
   decode_impl::decode_rows<simd::Avx512, 6, 4, tile::kAvx512>(net, a, r0, r1);
+}
+
+// The GRU rollout: 8 rows x 3 gate vectors per register tile.
+void rollout_rows_avx512(const PackedGru& net, const RolloutArgs& a, int64_t r0, int64_t r1) {
+  rollout_impl::rollout_rows<simd::Avx512, 8, tile::kAvx512>(net, a, r0, r1);
 }
 
 }  // namespace svae

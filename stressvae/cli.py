@@ -19,6 +19,10 @@ import numpy as np
 from . import native
 from ._version import __version__
 
+# ScenarioVAE's default decoder (stressvae.model.DEFAULT_DECODER; a test
+# checks they agree), here without importing torch for --help.
+DEFAULT_DECODER = "mlp"
+
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
@@ -79,6 +83,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         activation=args.activation,
         beta=args.beta,
         likelihood=args.likelihood,
+        decoder=args.decoder,
+        rnn_hidden=args.rnn_hidden,
     )
     say(f"model     {model!r}")
     trainer = Trainer(
@@ -203,16 +209,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
             )
     gen = ScenarioGenerator(model, data, device=args.device)
     horizon = args.horizon or model.window
+    try:
+        phi = gen.phi_of(args.regime_halflife)
+    except ValueError as err:
+        raise CliError(f"--regime-halflife: {err}") from None
     common = dict(seed=args.seed, chunk_size=args.chunk_size, drift=args.drift, horizon=horizon)
     if args.mode == "prior":
         n = args.n
-        chunks = gen.iter_chunks(n, **common)
+        chunks = gen.iter_chunks(n, regime_halflife=args.regime_halflife, **common)
         what = f"{n:,} scenarios from the prior"
     elif args.mode == "sweep":
         plan = gen.interpolate_plan(
             data.regime(args.sweep_from), data.regime(args.sweep_to), args.steps,
             max(1, args.n // args.steps), "linear", 1.0, False,
         )  # fmt: skip
+        plan.phi = phi
         n = plan.n
         chunks = gen._chunks(plan, common["seed"], args.chunk_size, horizon, args.drift)
         what = f"{n:,} scenarios from {args.sweep_from} to {args.sweep_to} in {args.steps} steps"
@@ -220,12 +231,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
         tail = data.regime("tail")
         per = max(1, args.n // max(len(tail), 1))
         plan = gen.augment_plan(tail, per, args.scale)
+        plan.phi = phi
         n = plan.n
         chunks = gen._chunks(plan, common["seed"], args.chunk_size, horizon, args.drift)
         what = f"{n:,} variations of the {len(tail)} tail windows ({per} each, scale {args.scale})"
+    how = "rolled out day by day" if gen.recurrent else "chained windows"
+    if gen.recurrent and horizon <= model.window:
+        how = "recurrent decoder"
     say(
-        f"generate  {what}, {horizon} days x {model.n_assets} asset(s), seed {args.seed}, "
+        f"generate  {what}, {horizon} days x {model.n_assets} asset(s) ({how}), seed {args.seed}, "
         f"drift {args.drift}"
+        + (f", regime half-life {args.regime_halflife:g} days" if args.regime_halflife else "")
     )
     from .report import _bar
 
@@ -240,6 +256,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 raise CliError(f"--engine dask writes a folder of shards: --out {out} is not one")
             if args.mode == "prior":
                 plan = gen._prior_plan(n)
+                plan.phi = phi
             with _dask_client(args) as client:
                 say(f"engine    dask, {len(client.scheduler_info()['workers'])} worker(s)")
                 write_shards(
@@ -296,7 +313,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     say(f"data      sp500: {len(data.windows):,} windows of {args.window} days, "
         f"{data.returns.index[0].date()}..{data.returns.index[-1].date()}")  # fmt: skip
     model_path, meta_path = out / "model.safetensors", out / "model.json"
-    want = {"data": "sp500", "window": args.window, "seed": args.seed, "version": __version__}
+    want = {
+        "data": "sp500", "window": args.window, "seed": args.seed, "decoder": args.decoder,
+        "version": __version__,
+    }  # fmt: skip
     history = None
     cached = (
         not args.retrain
@@ -313,7 +333,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         say(f"model     reusing {model_path} (--retrain to train again)")
     else:
         torch.manual_seed(args.seed)
-        model = ScenarioVAE(window=args.window)
+        model = ScenarioVAE(window=args.window, decoder=args.decoder)
         history = Trainer(seed=args.seed, progress=not args.quiet).fit(model, data)
         out.mkdir(parents=True, exist_ok=True)
         model.save(model_path)
@@ -326,6 +346,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     rep = stress_test(
         model, data, strategy, n=args.n, seed=args.seed, fees=args.fees, device=args.device,
         backend=args.backend, history=history, progress=not args.quiet, realism=args.realism,
+        horizon=args.horizon,
     )  # fmt: skip
     _write_report(rep, out, say)
     say(f"done      in {time.perf_counter() - t_start:.0f} s")
@@ -404,6 +425,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
             horizon=args.horizon, drift=args.drift, fees=args.fees, slippage=args.slippage,
             device=args.device, backend=args.backend, progress=not args.quiet,
             realism=args.realism, engine=args.engine, client=client, shards=args.shards,
+            regime_halflife=args.regime_halflife,
         )  # fmt: skip
     _write_report(rep, Path(args.out), say)
     return 0
@@ -522,6 +544,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--backend", default="auto", choices=["auto", "fast", "vectorbt"], help="backtest backend"
     )
+    demo.add_argument(
+        "--decoder", default=DEFAULT_DECODER, choices=["mlp", "gru"],
+        help=f"gru: recurrent, day by day; mlp: whole windows (default {DEFAULT_DECODER})",
+    )  # fmt: skip
+    demo.add_argument(
+        "--horizon", type=_positive_int, default=None,
+        help="days per path (default: the window, at least the strategy's warm-up x 2)",
+    )  # fmt: skip
     demo.add_argument("--retrain", action="store_true", help="train even if a cached model fits")
     demo.add_argument(
         "--realism", action="store_true", help="add the realism section (baselines; ~2 min more)"
@@ -588,6 +618,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="gaussian",
         choices=["gaussian", "mse"],
         help="gaussian: a volatility per day (default); mse: mean only (too smooth)",
+    )
+    train.add_argument(
+        "--decoder", default=DEFAULT_DECODER, choices=["mlp", "gru"],
+        help="gru: recurrent decoder, day by day, any horizon (volatility clustering, leverage); "
+        f"mlp: the whole window from z (default {DEFAULT_DECODER})",
+    )  # fmt: skip
+    train.add_argument(
+        "--rnn-hidden", type=_positive_int, default=128, help="GRU state width (default 128)"
     )
     train.add_argument("--beta", type=float, default=1.0, help="KL weight (default 1)")
     train.add_argument(
@@ -671,6 +709,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk-size", type=_positive_int, default=None, help="scenarios per chunk"
     )
     generate.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    generate.add_argument(
+        "--regime-halflife", type=float, default=None,
+        help="recurrent models: days over which the latent regime's pull halves (z drifts "
+        "back to the prior along the path); default: the regime holds for the whole path",
+    )  # fmt: skip
     dask_args(generate)
     generate.set_defaults(func=cmd_generate)
 
@@ -698,6 +741,11 @@ def build_parser() -> argparse.ArgumentParser:
     stress.add_argument("--fees", type=float, default=0.0, help="fees per trade, fraction")
     stress.add_argument("--slippage", type=float, default=0.0, help="slippage per trade, fraction")
     stress.add_argument("--drift", default="keep", choices=["keep", "zero", "historical"])
+    stress.add_argument(
+        "--regime-halflife", type=float, default=None,
+        help="recurrent models: days over which the latent regime's pull halves (z drifts "
+        "back to the prior along the path); default: the regime holds for the whole path",
+    )  # fmt: skip
     stress.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     stress.add_argument("--out", default="stressvae-report", help="output folder")
     stress.add_argument("--device", default="auto", help="cpu, cuda or auto")

@@ -14,9 +14,13 @@ scenario i, bit for bit on one machine.
 - ``iter_chunks(...)``: the same streams in chunks; nothing of size
   n x horizon x assets is held unless asked for.
 
-Paths longer than the model's window (``horizon=``) chain ``ceil(horizon /
-window)`` windows per scenario, each from its own latent draw around the
-same point (the regime persists; the days at the seams are independent).
+Paths longer than the model's window (``horizon=``): a recurrent
+(``decoder="gru"``) model rolls each scenario out day by day from one latent
+draw, to any horizon, in one native call per chunk (``regime_halflife=``
+lets z drift back towards the prior along the path, so regimes can change
+within it). An MLP model chains ``ceil(horizon / window)`` windows per
+scenario, each from its own latent draw around the same point (the regime
+persists; the days at the seams are independent).
 """
 
 from __future__ import annotations
@@ -156,6 +160,7 @@ class _Plan:
     tags_of: Any  # callable(global ids) -> dict of columns
     label: str
     device_tables: Any = None  # (mu, logvar) on the GPU, made on first use
+    phi: float = 1.0  # recurrent decoder: AR(1) coefficient of z per day (1: z fixed)
 
 
 def memory_budget(cap: int) -> int:
@@ -251,16 +256,22 @@ class ScenarioGenerator:
         )
         self.device = self._resolve_device(device)
         self.weights = model.export_decoder()
-        self.decoder = native.NativeDecoder(self.weights, isa=isa, num_threads=num_threads)
+        self.recurrent = model.decoder_kind == "gru"
+        if self.recurrent:
+            self.decoder = native.NativeRollout(self.weights, isa=isa, num_threads=num_threads)
+        else:
+            self.decoder = native.NativeDecoder(self.weights, isa=isa, num_threads=num_threads)
         self.cuda_decoder = None
         if self.device != "cpu":
+            kind = native.CudaRollout if self.recurrent else native.CudaDecoder
             try:
-                self.cuda_decoder = native.CudaDecoder(self.weights, self.device)
+                self.cuda_decoder = kind(self.weights, self.device)
             except native.NativeInputError as err:
+                what = "GRU cell" if self.recurrent else "decoder MLP"
                 warnings.warn(
-                    f"ScenarioGenerator on {self.device}: the fused CUDA decoder cannot take this "
+                    f"ScenarioGenerator on {self.device}: the fused CUDA kernel cannot take this "
                     f"model ({err}); latent draws and noise run natively on the GPU and the "
-                    "decoder MLP in torch (slower; the same scenarios within float32 tolerance).",
+                    f"{what} in torch (slower; the same scenarios within float32 tolerance).",
                     stacklevel=2,
                 )
             self.model.to(self.device)
@@ -292,6 +303,34 @@ class ScenarioGenerator:
         cs = None if chunk_size is None else native._as_int("chunk_size", chunk_size, 1, 1 << 40)
         return seed, h, cs
 
+    def phi_of(self, regime_halflife: Any) -> float:
+        """The latent AR(1) coefficient per day for a regime half-life in days
+        (``None``: z fixed along the path, phi = 1): phi = 2^(-1 / half-life),
+        so z_t's pull to its start halves every ``regime_halflife`` days."""
+        if regime_halflife is None:
+            return 1.0
+        if not self.recurrent:
+            raise ValueError(
+                "regime_halflife needs a recurrent model (ScenarioVAE(decoder='gru')): an MLP "
+                "decoder makes whole windows and cannot change regime within a path"
+            )
+        if isinstance(regime_halflife, bool):
+            raise ValueError("regime_halflife must be a number of days, got a bool")
+        try:
+            hl = float(regime_halflife)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"regime_halflife must be a number of days, got {regime_halflife!r}"
+            ) from None
+        if not (np.isfinite(hl) and hl > 0):
+            raise ValueError(f"regime_halflife must be a positive number of days, got {hl}")
+        return float(np.float32(2.0 ** (-1.0 / hl)))
+
+    @staticmethod
+    def _with_phi(plan: _Plan, phi: float) -> _Plan:
+        plan.phi = phi
+        return plan
+
     def _shift(self, drift: str) -> np.ndarray | None:
         """drift="historical": the constant per-asset shift that moves the
         model's mean daily return (measured once on a fixed calibration draw
@@ -300,10 +339,12 @@ class ScenarioGenerator:
             return None
         if self._drift_shift is None:
             n, seed = _CALIBRATION
-            x = self.decoder.sample(
-                np.zeros(self.latent_dim, np.float32), np.zeros(self.latent_dim, np.float32), n,
-                seed=seed,
-            )  # fmt: skip
+            zero = np.zeros(self.latent_dim, np.float32)
+            if self.recurrent:
+                n //= 4  # a quarter as many paths, each rolled out over one window
+                x = self.decoder.sample(zero, zero, n, seed=seed, horizon=self.window)
+            else:
+                x = self.decoder.sample(zero, zero, n, seed=seed)
             gen_mean = x.astype(np.float64).mean(axis=(0, 1))
             hist_mean = self.weights.scaler_mean.astype(np.float64)
             self._drift_shift = (hist_mean - gen_mean).astype(np.float32)
@@ -326,8 +367,9 @@ class ScenarioGenerator:
         out: np.ndarray | None,
     ) -> Scenarios:
         """Scenarios start .. start + m - 1 of a plan."""
-        import pandas as pd
-
+        if self.recurrent:
+            returns = self._rollout(plan, seed, start, m, horizon, drift, out)
+            return self._scenarios(plan, seed, start, m, horizon, drift, returns)
         k = -(-horizon // self.window)  # windows per scenario
         ids = np.arange(start, start + m, dtype=np.int64)
         rows = m * k
@@ -348,12 +390,76 @@ class ScenarioGenerator:
         returns = buf.reshape(m, k * self.window, self.n_assets)
         if k * self.window != horizon:
             returns = np.ascontiguousarray(returns[:, :horizon])
+        return self._scenarios(plan, seed, start, m, horizon, drift, returns)
+
+    def _scenarios(self, plan, seed, start, m, horizon, drift, returns) -> Scenarios:
+        import pandas as pd
+
+        ids = np.arange(start, start + m, dtype=np.int64)
         cols = plan.tags_of(ids)
         codes = np.full(m, SETS.index(plan.label), dtype=np.int8)
         tags = pd.DataFrame(
             {"scenario": ids, "set": pd.Categorical.from_codes(codes, categories=SETS), **cols}
         )
         return Scenarios(returns, tags, seed, horizon, self.window, self.asset_names, drift)
+
+    def _rollout(self, plan, seed, start, m, horizon, drift, out) -> np.ndarray:
+        """The recurrent decoder: scenarios start .. start + m - 1, one latent
+        draw each (scenario index = Philox offset), every day in one call."""
+        ids = np.arange(start, start + m, dtype=np.int64)
+        idx = None if plan.index_of is None else plan.index_of(ids).astype(np.int64)
+        buf = np.empty((m, horizon, self.n_assets), np.float32) if out is None else out
+        kw = dict(
+            seed=seed, offset=start, scale=plan.scale, demean=(drift == "zero"),
+            shift=self._shift(drift), horizon=horizon, phi=plan.phi,
+        )  # fmt: skip
+        if m == 0:
+            return buf
+        if self.device != "cpu":
+            buf[...] = self._device_rollout(plan, idx, m, **kw)
+        elif idx is None:
+            self.decoder.sample(plan.mu[0], plan.logvar[0], m, out=buf, check_finite=False, **kw)
+        else:
+            self.decoder.sample(plan.mu, plan.logvar, index=idx, out=buf, check_finite=False, **kw)
+        return buf
+
+    def _device_rollout(self, plan, idx, m, *, seed, offset, scale, demean, shift, horizon, phi):
+        """On a GPU: the fused CUDA rollout, or (a model it cannot take) the
+        torch rollout fed the native noise; copied to the host."""
+        import torch
+
+        dev = torch.device(self.device)
+        if plan.device_tables is None:
+            plan.device_tables = (
+                torch.from_numpy(plan.mu).to(dev),
+                torch.from_numpy(plan.logvar).to(dev),
+            )
+        mu, lv = plan.device_tables
+        index = None if idx is None else torch.from_numpy(idx).to(dev)
+        kw = dict(seed=seed, offset=offset, scale=scale)
+        if self.cuda_decoder is not None:
+            args = (mu[0], lv[0], m) if index is None else (mu, lv)
+            y = self.cuda_decoder.sample(
+                *args, index=index, horizon=horizon, phi=phi, demean=demean, shift=shift,
+                check_finite=False, **kw,
+            )  # fmt: skip
+            return y.cpu().numpy()
+        if index is None:
+            z = native.sample_latent(mu[0], lv[0], m, **kw)
+        else:
+            z = native.sample_latent(mu, lv, index=index, **kw)
+        eps, eta = native.rollout_noise(
+            m, horizon, self.n_assets, self.latent_dim, seed=seed, offset=offset,
+            drift=phi < 1.0, device=str(dev),
+        )  # fmt: skip
+        with torch.no_grad():
+            x = self.model.rollout_scaled(z, horizon, eps, phi=phi, eta=eta)
+            y = x * self.model.scaler_std + self.model.scaler_mean
+            if shift is not None:
+                y = y + torch.from_numpy(shift).to(dev)
+            if demean:
+                y = y - y.double().mean(dim=1, keepdim=True).float()
+        return y.cpu().numpy()
 
     def _cuda_run(self, plan, idx, rows, *, seed, offset, scale, demean, shift, check_finite):
         """The fused CUDA kernel for one chunk; copied to the host."""
@@ -426,16 +532,22 @@ class ScenarioGenerator:
         chunk_size: int | None = None,
         drift: str = "keep",
         horizon: int | None = None,
+        regime_halflife: float | None = None,
     ) -> Scenarios:
         """n scenarios from the prior: the model's own market.
 
         drift: "keep" (the model's mean), "zero" (each scenario demeaned per
         asset: no drift at all), "historical" (shifted so that the mean daily
         return equals the training mean).
+        horizon: days per path (default: the model's window).
+        regime_halflife: recurrent models only: days over which z's pull to
+            its draw halves, z following an AR(1) towards the prior so the
+            regime can change along a long path (None: z fixed).
         """
         n = native._as_int("n", n, 0, 1 << 40)
         seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
-        return self._collect(self._prior_plan(n), seed, cs, h, drift)
+        plan = self._with_phi(self._prior_plan(n), self.phi_of(regime_halflife))
+        return self._collect(plan, seed, cs, h, drift)
 
     def iter_chunks(
         self,
@@ -444,12 +556,14 @@ class ScenarioGenerator:
         chunk_size: int | None = None,
         drift: str = "keep",
         horizon: int | None = None,
+        regime_halflife: float | None = None,
     ) -> Iterator[Scenarios]:
         """The scenarios of ``sample(n, seed)`` in order, ``chunk_size`` at a
         time (default: ~32 MiB of returns per chunk)."""
         n = native._as_int("n", n, 0, 1 << 40)
         seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
-        return self._chunks(self._prior_plan(n), seed, cs, h, drift)
+        plan = self._with_phi(self._prior_plan(n), self.phi_of(regime_halflife))
+        return self._chunks(plan, seed, cs, h, drift)
 
     def _encode(self, windows: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
         w = as_windows(windows, self.window, self.n_assets, name)
@@ -514,6 +628,7 @@ class ScenarioGenerator:
         chunk_size: int | None = None,
         drift: str = "keep",
         horizon: int | None = None,
+        regime_halflife: float | None = None,
     ) -> Scenarios:
         """Scenarios along a latent path from one set of windows to another
         (e.g. ``data.regime("calm")`` to ``data.regime("crisis")``).
@@ -532,6 +647,7 @@ class ScenarioGenerator:
         plan = self.interpolate_plan(
             start_windows, end_windows, steps, n_per_step, path, spread, paired
         )
+        self._with_phi(plan, self.phi_of(regime_halflife))
         return self._collect(plan, seed, cs, h, drift)
 
     def iter_interpolate(
@@ -547,12 +663,14 @@ class ScenarioGenerator:
         chunk_size: int | None = None,
         drift: str = "keep",
         horizon: int | None = None,
+        regime_halflife: float | None = None,
     ) -> Iterator[Scenarios]:
         """The scenarios of :meth:`interpolate`, in chunks."""
         seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
         plan = self.interpolate_plan(
             start_windows, end_windows, steps, n_per_step, path, spread, paired
         )
+        self._with_phi(plan, self.phi_of(regime_halflife))
         return self._chunks(plan, seed, cs, h, drift)
 
     def iter_augment(
@@ -564,10 +682,14 @@ class ScenarioGenerator:
         chunk_size: int | None = None,
         drift: str = "keep",
         horizon: int | None = None,
+        regime_halflife: float | None = None,
     ) -> Iterator[Scenarios]:
         """The scenarios of :meth:`augment`, in chunks."""
         seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
-        return self._chunks(self.augment_plan(windows, n_per_window, scale), seed, cs, h, drift)
+        plan = self._with_phi(
+            self.augment_plan(windows, n_per_window, scale), self.phi_of(regime_halflife)
+        )
+        return self._chunks(plan, seed, cs, h, drift)
 
     def augment_plan(self, windows, n_per_window, scale):
         n_per_window = native._as_int("n_per_window", n_per_window, 1, 1 << 36)
@@ -589,18 +711,23 @@ class ScenarioGenerator:
         chunk_size: int | None = None,
         drift: str = "keep",
         horizon: int | None = None,
+        regime_halflife: float | None = None,
     ) -> Scenarios:
         """``n_per_window`` variations of each given window (e.g.
         ``data.regime("tail")``): draws around its posterior with the posterior
         standard deviation shrunk by ``scale``. ``tags["anchor"]`` is the
         position of the window each scenario comes from."""
         seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
-        return self._collect(self.augment_plan(windows, n_per_window, scale), seed, cs, h, drift)
+        plan = self._with_phi(
+            self.augment_plan(windows, n_per_window, scale), self.phi_of(regime_halflife)
+        )
+        return self._collect(plan, seed, cs, h, drift)
 
     def __repr__(self) -> str:
         return (
             f"ScenarioGenerator(window={self.window}, assets={self.asset_names}, "
-            f"latent_dim={self.latent_dim}, device={self.device!r}, isa={self.decoder.isa!r})"
+            f"latent_dim={self.latent_dim}, decoder={self.model.decoder_kind!r}, "
+            f"device={self.device!r}, isa={self.decoder.isa!r})"
         )
 
 

@@ -14,6 +14,20 @@ Observation model (``likelihood``):
   carries the volatility regime.
 - ``"mse"``: the decoder outputs a mean only, trained by squared error (the
   seed experiment's version); generated windows come out too smooth.
+
+Decoders (``decoder``):
+
+- ``"mlp"``: z -> the whole window at once; the days of a window are
+  independent given z, and longer paths chain windows.
+- ``"gru"`` (gaussian only): a recurrent decoder driven by z. The state
+  starts at ``h_0 = tanh(W_0 z + b_0)``; day t feeds the previous day's
+  standardized return x_{t-1} (0 on day 0), its absolute value and z_t into a
+  GRU cell, and a linear head gives the mean and log-scale of x_t. Training
+  feeds the real previous day (teacher forcing); generation feeds its own
+  draw back (``rollout_scaled``) for any number of days. z_t is z for every
+  day, or, with ``phi`` < 1, an AR(1) towards the prior,
+  ``z_{t+1} = phi z_t + sqrt(1 - phi^2) eta_t``, so regimes can change
+  within a long path.
 """
 
 from __future__ import annotations
@@ -32,10 +46,20 @@ from torch import nn
 
 from .data import RegimeThresholds, Scaler, as_windows
 
-__all__ = ["ACTIVATIONS", "LIKELIHOODS", "DecoderWeights", "ScenarioVAE", "VAEOutput"]
+__all__ = [
+    "ACTIVATIONS",
+    "DECODERS",
+    "LIKELIHOODS",
+    "DecoderWeights",
+    "RecurrentWeights",
+    "ScenarioVAE",
+    "VAEOutput",
+]
 
 ACTIVATIONS = ("silu", "relu", "tanh", "gelu")
 LIKELIHOODS = ("gaussian", "mse")
+DECODERS = ("mlp", "gru")
+DEFAULT_DECODER = "mlp"
 REGIME_NAMES = ("calm", "normal", "crisis")
 LOG_SCALE_MIN, LOG_SCALE_MAX = -7.0, 4.0  # standardized units: scale in [9e-4, 55]
 LOGVAR_MIN, LOGVAR_MAX = -12.0, 8.0
@@ -95,6 +119,77 @@ class DecoderWeights:
     log_scale_max: float = LOG_SCALE_MAX
 
 
+@dataclasses.dataclass
+class RecurrentWeights:
+    """The recurrent (GRU) decoder as plain float32 arrays, in the layout the
+    native rollout takes. Every matrix is C-contiguous ``[in, out]``
+    (``y = x @ W + b``); gate blocks of 3 * hidden columns are in torch's
+    order (reset r, update u, candidate n).
+
+    - ``w0 [latent, hidden], b0 [hidden]``: ``h_0 = tanh(z_0 @ w0 + b0)``
+    - ``w_x [2 * assets, 3 * hidden]``: input weights of (x_{t-1}, |x_{t-1}|)
+    - ``w_z [latent, 3 * hidden]``: input weights of z_t; ``b_i [3 * hidden]``
+    - ``w_h [hidden, 3 * hidden], b_h [3 * hidden]``: recurrent weights
+    - ``w_o [hidden, 2 * assets], b_o [2 * assets]``: head, means then raw
+      log-scales (clamped to ``[log_scale_min, log_scale_max]``)
+
+    One step (standardized units), with ``gi = [x, |x|] @ w_x + z_t @ w_z + b_i``
+    and ``gh = h @ w_h + b_h``::
+
+        r = sigmoid(gi_r + gh_r); u = sigmoid(gi_u + gh_u)
+        n = tanh(gi_n + r * gh_n); h = (1 - u) * n + u * h
+        mean, log_scale = h @ w_o + b_o;  x_t = mean + exp(log_scale) * eps_t
+    """
+
+    w0: np.ndarray
+    b0: np.ndarray
+    w_x: np.ndarray
+    w_z: np.ndarray
+    b_i: np.ndarray
+    w_h: np.ndarray
+    b_h: np.ndarray
+    w_o: np.ndarray
+    b_o: np.ndarray
+    latent_dim: int
+    hidden: int
+    window: int
+    n_assets: int
+    scaler_mean: np.ndarray  # float32 [assets]
+    scaler_std: np.ndarray  # float32 [assets]
+    log_scale_min: float = LOG_SCALE_MIN
+    log_scale_max: float = LOG_SCALE_MAX
+    likelihood: str = "gaussian"
+
+
+class GRUDecoder(nn.Module):
+    """z -> daily (mean, log-scale) by a GRU cell fed the previous day."""
+
+    def __init__(self, latent_dim: int, n_assets: int, hidden: int) -> None:
+        super().__init__()
+        self.latent_dim, self.n_assets, self.hidden = latent_dim, n_assets, hidden
+        self.init = nn.Linear(latent_dim, hidden)
+        self.gru = nn.GRU(2 * n_assets + latent_dim, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 2 * n_assets)
+
+    def _inputs(self, x_prev: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x_prev, x_prev.abs(), z], dim=-1)
+
+    def teacher(self, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One-step-ahead (mean, raw log-scale) [b, T, assets] of every day of
+        x [b, T, assets] given the real previous days (teacher forcing)."""
+        b, t, _ = x.shape
+        prev = torch.cat([x.new_zeros(b, 1, self.n_assets), x[:, :-1]], dim=1)
+        inp = self._inputs(prev, z[:, None, :].expand(b, t, self.latent_dim))
+        h0 = torch.tanh(self.init(z))[None]
+        out, _ = self.gru(inp, h0.contiguous())
+        mean, raw = self.head(out).chunk(2, dim=-1)
+        return mean, raw
+
+    def cell_weights(self) -> tuple[torch.Tensor, ...]:
+        g = self.gru
+        return g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0
+
+
 def _to_tensor(x: Any, device: torch.device) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.detach().to(device=device, dtype=torch.float32)
@@ -113,6 +208,9 @@ class ScenarioVAE(nn.Module):
     dropout: dropout after each hidden layer (training only).
     beta: weight of the KL term (beta-VAE).
     likelihood: "gaussian" (mean and log-scale per day) or "mse" (mean only).
+    decoder: "mlp" (the whole window from z) or "gru" (recurrent, day by day,
+        any horizon; gaussian likelihood only).
+    rnn_hidden: state width of the recurrent decoder.
     """
 
     def __init__(
@@ -125,6 +223,8 @@ class ScenarioVAE(nn.Module):
         dropout: float = 0.0,
         beta: float = 1.0,
         likelihood: str = "gaussian",
+        decoder: str = DEFAULT_DECODER,
+        rnn_hidden: int = 128,
     ) -> None:
         super().__init__()
         for name, val, lo in (
@@ -143,6 +243,18 @@ class ScenarioVAE(nn.Module):
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        if decoder == "gru" and likelihood != "gaussian":
+            raise ValueError(
+                "decoder='gru' needs likelihood='gaussian' (it draws each day to feed the next)"
+            )
+        if (
+            isinstance(rnn_hidden, bool)
+            or not isinstance(rnn_hidden, (int, np.integer))
+            or not 1 <= rnn_hidden <= 1024
+        ):
+            raise ValueError(f"rnn_hidden must be an integer in [1, 1024], got {rnn_hidden!r}")
         if not 0 <= float(dropout) < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if not math.isfinite(float(beta)) or float(beta) < 0:
@@ -152,10 +264,14 @@ class ScenarioVAE(nn.Module):
         self.dropout, self.beta, self.likelihood = float(dropout), float(beta), likelihood
         d = self.window * self.n_assets
         out_mult = 2 if likelihood == "gaussian" else 1
+        self.decoder_kind, self.rnn_hidden = decoder, int(rnn_hidden)
         self.encoder = _mlp([d, *hidden, 2 * self.latent_dim], activation, self.dropout)
-        self.decoder = _mlp(
-            [self.latent_dim, *reversed(hidden), out_mult * d], activation, self.dropout
-        )
+        if decoder == "gru":
+            self.decoder: nn.Module = GRUDecoder(self.latent_dim, self.n_assets, self.rnn_hidden)
+        else:
+            self.decoder = _mlp(
+                [self.latent_dim, *reversed(hidden), out_mult * d], activation, self.dropout
+            )
         # Data statistics, set by Trainer.fit (saved with the weights).
         self.register_buffer("scaler_mean", torch.zeros(self.n_assets))
         self.register_buffer("scaler_std", torch.ones(self.n_assets))
@@ -179,6 +295,8 @@ class ScenarioVAE(nn.Module):
             "dropout": self.dropout,
             "beta": self.beta,
             "likelihood": self.likelihood,
+            "decoder": self.decoder_kind,
+            "rnn_hidden": self.rnn_hidden,
         }
 
     @property
@@ -199,7 +317,20 @@ class ScenarioVAE(nn.Module):
         mu, logvar = h.chunk(2, dim=-1)
         return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
 
-    def decode_scaled(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def decode_scaled(
+        self, z: torch.Tensor, x: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mean, clamped log-scale) [b, window, assets] of each day. The MLP
+        ignores ``x``. The recurrent decoder gives one-step-ahead predictions
+        given the real window ``x`` (teacher forcing) or, without ``x``, the
+        noise-free rollout (each day's mean fed back as the next input)."""
+        if self.decoder_kind == "gru":
+            if x is None:
+                quiet = torch.zeros(z.shape[0], self.window, self.n_assets, device=z.device)
+                _, mean, ls = self.rollout_scaled(z, self.window, quiet, return_params=True)
+                return mean, ls
+            mean, raw = self.decoder.teacher(z, x)
+            return mean, raw.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
         out = self.decoder(z)
         shape = (z.shape[0], self.window, self.n_assets)
         if self.likelihood == "gaussian":
@@ -212,8 +343,57 @@ class ScenarioVAE(nn.Module):
         reparameterization when ``sample``, else z = mu)."""
         mu, logvar = self.encode_scaled(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
-        mean, log_scale = self.decode_scaled(z)
+        mean, log_scale = self.decode_scaled(z, x)
         return VAEOutput(mean, log_scale, mu, logvar, z)
+
+    def rollout_scaled(
+        self,
+        z: torch.Tensor,
+        horizon: int,
+        eps: torch.Tensor,
+        phi: float = 1.0,
+        eta: torch.Tensor | None = None,
+        return_params: bool = False,
+    ):
+        """The recurrent decoder's rollout, the torch reference of the native
+        one (standardized units): day t draws ``x_t = mean_t + exp(ls_t) *
+        eps[:, t]`` and feeds it to day t + 1.
+
+        z: [n, latent] (z_0); eps: [n, horizon, assets] standard normals;
+        phi < 1 with eta [n, horizon, latent]: z follows the AR(1)
+        ``z_{t+1} = phi z_t + sqrt(1 - phi^2) eta[:, t]`` (day t uses z_t).
+        Returns x [n, horizon, assets], and with ``return_params`` also the
+        means and clamped log-scales. A Python loop over days (eager torch).
+        """
+        if self.decoder_kind != "gru":
+            raise ValueError("rollout_scaled needs decoder='gru'")
+        dec: GRUDecoder = self.decoder  # type: ignore[assignment]
+        n = z.shape[0]
+        w_ih, w_hh, b_ih, b_hh = dec.cell_weights()
+        h = torch.tanh(dec.init(z))
+        x_prev = z.new_zeros(n, self.n_assets)
+        drift = phi < 1.0
+        if drift and eta is None:
+            raise ValueError("phi < 1 needs eta [n, horizon, latent]")
+        c = math.sqrt(max(0.0, 1.0 - phi * phi))
+        zt = z
+        xs, means, lss = [], [], []
+        for t in range(int(horizon)):
+            inp = torch.cat([x_prev, x_prev.abs(), zt], dim=-1)
+            h = torch._VF.gru_cell(inp, h, w_ih, w_hh, b_ih, b_hh)
+            mean, raw = dec.head(h).chunk(2, dim=-1)
+            ls = raw.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
+            x_prev = mean + torch.exp(ls) * eps[:, t]
+            xs.append(x_prev)
+            if return_params:
+                means.append(mean)
+                lss.append(ls)
+            if drift:
+                zt = phi * zt + c * eta[:, t]
+        x = torch.stack(xs, 1) if xs else z.new_zeros(n, 0, self.n_assets)
+        if return_params:
+            return x, torch.stack(means, 1), torch.stack(lss, 1)
+        return x
 
     def recon_nll(
         self, x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | None
@@ -277,16 +457,29 @@ class ScenarioVAE(nn.Module):
         return self._scale_out(mean, None if log_scale is None else log_scale.exp())
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int | None = None, noise: bool = True) -> torch.Tensor:
+    def sample(
+        self, n: int, seed: int | None = None, noise: bool = True, horizon: int | None = None
+    ) -> torch.Tensor:
         """n new windows of daily log returns [n, window, assets] from the
         prior, with observation noise (gaussian) unless ``noise=False``; the
-        plain torch path (ScenarioGenerator is the fast one)."""
+        plain torch path (ScenarioGenerator is the fast one). The recurrent
+        decoder rolls out ``horizon`` days (default: the window)."""
         g = torch.Generator(device="cpu")
         if seed is not None:
             g.manual_seed(int(seed))
         else:
             g.seed()
         z = torch.randn(int(n), self.latent_dim, generator=g).to(self.device)
+        if self.decoder_kind == "gru":
+            h = self.window if horizon is None else int(horizon)
+            eps = torch.randn(int(n), h, self.n_assets, generator=g)
+            if not noise:
+                eps.zero_()
+            with _eval(self):
+                x = self.rollout_scaled(z, h, eps.to(self.device))
+            return self._scale_out(x, None)[0]
+        if horizon is not None and int(horizon) != self.window:
+            raise ValueError("horizon needs decoder='gru' (ScenarioGenerator chains MLP windows)")
         mean, scale = self.decode(z)
         if scale is None or not noise:
             return mean
@@ -295,8 +488,15 @@ class ScenarioVAE(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, windows: Any) -> torch.Tensor:
-        """Mean reconstruction (z = mu), data units [k, window, assets]."""
+        """Mean reconstruction (z = mu), data units [k, window, assets]. For
+        the recurrent decoder: each day's one-step-ahead mean given the real
+        previous days."""
         mu, _ = self.encode(windows)
+        if self.decoder_kind == "gru":
+            x = self._scale_in(windows)
+            with _eval(self):
+                mean, _ = self.decode_scaled(mu, x)
+            return self._scale_out(mean, None)[0]
         return self.decode(mu)[0]
 
     @torch.no_grad()
@@ -312,7 +512,7 @@ class ScenarioVAE(nn.Module):
         x = self._scale_in(windows)
         with _eval(self):
             mu, logvar = self.encode_scaled(x)
-            mean, log_scale = self.decode_scaled(mu)
+            mean, log_scale = self.decode_scaled(mu, x)
         kl = self.kl_per_dim(mu, logvar).sum(1)
         u = (x - mean) if log_scale is None else (x - mean) * torch.exp(-log_scale)
         return {
@@ -380,9 +580,11 @@ class ScenarioVAE(nn.Module):
         self.fitted = True
 
     # ------------------------------------------------------------ export
-    def export_decoder(self) -> DecoderWeights:
+    def export_decoder(self) -> DecoderWeights | RecurrentWeights:
         """The decoder as float32 arrays for the native decode (see
-        :class:`DecoderWeights` for the layout)."""
+        :class:`DecoderWeights` and :class:`RecurrentWeights` for the layouts)."""
+        if self.decoder_kind == "gru":
+            return self._export_gru()
         linears = [m for m in self.decoder if isinstance(m, nn.Linear)]
         layers = []
         for i, lin in enumerate(linears):
@@ -396,6 +598,35 @@ class ScenarioVAE(nn.Module):
             layers=layers,
             likelihood=self.likelihood,
             latent_dim=self.latent_dim,
+            window=self.window,
+            n_assets=self.n_assets,
+            scaler_mean=self.scaler_mean.detach().cpu().numpy().astype(np.float32),
+            scaler_std=self.scaler_std.detach().cpu().numpy().astype(np.float32),
+        )
+
+    def _export_gru(self) -> RecurrentWeights:
+        dec: GRUDecoder = self.decoder  # type: ignore[assignment]
+        w_ih, w_hh, b_ih, b_hh = (t.detach().cpu().double().numpy() for t in dec.cell_weights())
+        a2 = 2 * self.n_assets
+
+        def f32(x):
+            out = np.ascontiguousarray(x, dtype=np.float32)
+            if not np.all(np.isfinite(out)):
+                raise ValueError("the recurrent decoder has non-finite weights")
+            return out
+
+        return RecurrentWeights(
+            w0=f32(dec.init.weight.detach().cpu().numpy().T),
+            b0=f32(dec.init.bias.detach().cpu().numpy()),
+            w_x=f32(w_ih[:, :a2].T),
+            w_z=f32(w_ih[:, a2:].T),
+            b_i=f32(b_ih),
+            w_h=f32(w_hh.T),
+            b_h=f32(b_hh),
+            w_o=f32(dec.head.weight.detach().cpu().numpy().T),
+            b_o=f32(dec.head.bias.detach().cpu().numpy()),
+            latent_dim=self.latent_dim,
+            hidden=self.rnn_hidden,
             window=self.window,
             n_assets=self.n_assets,
             scaler_mean=self.scaler_mean.detach().cpu().numpy().astype(np.float32),
@@ -485,7 +716,8 @@ class ScenarioVAE(nn.Module):
             f"ScenarioVAE(window={self.window}, n_assets={self.n_assets}, "
             f"latent_dim={self.latent_dim}, "
             f"hidden_dims={self.hidden_dims}, activation={self.activation!r}, "
-            f"likelihood={self.likelihood!r}, beta={self.beta}, params={n:,})"
+            f"likelihood={self.likelihood!r}, decoder={self.decoder_kind!r}, beta={self.beta}, "
+            f"params={n:,})"
         )
 
 

@@ -86,6 +86,7 @@ def stress_test(
     client: Any = None,
     shards: int | None = None,
     resources: dict | None = None,
+    regime_halflife: float | None = None,
 ) -> StressReport:
     """Backtests ``strategy`` on model-generated markets (see the module doc).
 
@@ -103,6 +104,8 @@ def stress_test(
     shards on Dask workers (``client``: a dask.distributed.Client, default a
     local cluster closed afterwards; ``shards`` per set, default 4 per
     worker; ``resources``, e.g. {"GPU": 1}): the same report, exactly.
+    regime_halflife: recurrent models only: z drifts back to the prior along
+    each path with this half-life in days (regimes can change within a path).
     Everything streams in chunks: memory stays bounded for any n.
     """
     from .distributed import check_engine
@@ -143,6 +146,7 @@ def stress_test(
         raise ValueError(f"the data has no {sweep_from}, {sweep_to} or tail windows to work from")
     per_tail = max(1, tail_n // len(tail_w))
     _, horizon, cs = gen._check_common(0, drift, horizon, chunk_size)
+    phi = gen.phi_of(regime_halflife)
     # the latent tables of the three sets (encodings of the real windows),
     # made once here; with engine="dask" they are shipped to the workers
     plans = {
@@ -150,6 +154,8 @@ def stress_test(
         "sweep": gen.interpolate_plan(start_w, end_w, steps, n_per_step, "linear", 1.0, False),
         "tail": gen.augment_plan(tail_w, per_tail, tail_scale),
     }
+    for p in plans.values():
+        p.phi = phi
     plan = {k: (p.n,) for k, p in plans.items()}
     bar = _bar(sum(p.n for p in plans.values()), progress)
     frames, timings, backends = [], {}, set()
@@ -679,13 +685,21 @@ def _render_html(rep: StressReport, imgs: dict[str, str]) -> str:
     q = rep.quantiles()
     cfg = rep.config
     chained = rep.horizon > rep.window
-    horizon_note = (
-        f"{rep.horizon} trading days per path: {math.ceil(rep.horizon / rep.window)} generated "
-        f"windows of {rep.window} days chained, each drawn around the same latent point (the "
-        "regime persists; the days at the seams are independent)."
-        if chained
-        else f"{rep.horizon} trading days per path: one generated window of the model."
-    )
+    recurrent = rep.model.get("decoder", "mlp") == "gru"
+    if recurrent:
+        horizon_note = (
+            f"{rep.horizon} trading days per path, rolled out day by day by the recurrent "
+            f"decoder (trained on {rep.window}-day windows) from one latent draw per path: "
+            "each day's volatility follows from the days before it."
+        )
+    elif chained:
+        horizon_note = (
+            f"{rep.horizon} trading days per path: {math.ceil(rep.horizon / rep.window)} "
+            f"generated windows of {rep.window} days chained, each drawn around the same latent "
+            "point (the regime persists; the days at the seams are independent)."
+        )
+    else:
+        horizon_note = f"{rep.horizon} trading days per path: one generated window of the model."
 
     def table(df, pct_cols=(), digits=3, int_cols=("paths", "rank")):
         fmt = {c: (lambda v: "" if v != v else f"{v:.1%}") for c in pct_cols}
@@ -730,7 +744,7 @@ table.t th{background:#f2f4f8}
 <h1>Stress test: {h.escape(rep.strategy)}</h1>
 <p class="sub">{", ".join(d["assets"])} daily prices {d["first"]} .. {d["last"]};
 scenarios from a ScenarioVAE ({mdl["window"]}-day windows, latent {mdl["latent_dim"]},
-{mdl["likelihood"]} likelihood); created {rep.created}</p>
+{mdl["likelihood"]} likelihood, {mdl.get("decoder", "mlp")} decoder); created {rep.created}</p>
 <div class="cards">
 <div class="card">Probability of a loss over {rep.horizon} days
 <b>{head["prob_loss"]:.1%}</b></div>

@@ -269,3 +269,61 @@ def test_evaluate_side_by_side_and_refuses_references_it_trained_on(tmp_path):
     assert res.returncode == 2
     assert "was trained on" in res.stderr and "split_date" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_recurrent_decoder_from_the_command_line(tmp_path):
+    """--decoder gru: train, then long paths rolled out day by day (with and
+    without the regime half-life) and a stress test on them."""
+    model_path = tmp_path / "gru.safetensors"
+    res = cli(
+        "train", "--window", "32", "--epochs", "3", "--hidden", "32", "--latent-dim", "4",
+        "--decoder", "gru", "--rnn-hidden", "24", "--out", str(model_path), "--quiet",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    model = ScenarioVAE.load(model_path)
+    assert (model.decoder_kind, model.rnn_hidden, model.window) == ("gru", 24, 32)
+
+    out = tmp_path / "paths.npy"
+    res = cli(
+        "generate", "--model", str(model_path), "--n", "300", "--horizon", "252",
+        "--out", str(out), "--seed", "3",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "rolled out day by day" in res.stdout
+    paths = np.load(out)
+    from stressvae import ScenarioGenerator
+
+    direct = ScenarioGenerator(model, device="cpu").sample(300, seed=3, horizon=252).returns
+    assert paths.shape == (300, 252, 1) and np.array_equal(paths, direct)
+
+    res = cli(
+        "generate", "--model", str(model_path), "--n", "300", "--horizon", "252",
+        "--out", str(tmp_path / "hl.npy"), "--seed", "3", "--regime-halflife", "40", "--quiet",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    hl = np.load(tmp_path / "hl.npy")
+    assert np.array_equal(hl[:, 0], paths[:, 0]) and not np.array_equal(hl, paths)
+
+    res = cli(
+        "stress", "--model", str(model_path), "--n", "2000", "--horizon", "100",
+        "--strategy", "ma:5,20", "--out", str(tmp_path / "run"), "--regime-halflife", "60",
+        "--device", "cpu", "--quiet",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "gru decoder" in html and "rolled out day by day" in html
+
+    res = cli(
+        "generate", "--model", str(tmp_path / "gru.safetensors"), "--n", "10",
+        "--regime-halflife", "-3", "--out", str(tmp_path / "bad.npy"),
+    )  # fmt: skip
+    assert res.returncode != 0 and "regime-halflife" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.npy").exists()
+
+
+def test_cli_default_decoder_is_the_models():
+    from stressvae import cli as cli_mod
+    from stressvae import model as model_mod
+
+    assert cli_mod.DEFAULT_DECODER == model_mod.DEFAULT_DECODER

@@ -45,3 +45,6 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     assert (tmp_path / "sp500.safetensors").exists()
     assert namespace["rep"].table.shape[1] == 6 and (tmp_path / "realism.html").exists()
     assert set(namespace["sharded"].metrics["set"]) == {"prior", "sweep", "tail"}
+    assert namespace["year"].returns.shape == (10_000, 252, 1)
+    assert namespace["two_years"].returns.shape == (10_000, 504, 1)
+    assert set(namespace["crisis_year"].tags["step"]) == set(range(5))
