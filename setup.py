@@ -149,6 +149,7 @@ def extensions() -> list[Pybind11Extension]:
                 f"{CSRC}/bindings.cpp",
                 f"{CSRC}/sample.cpp",
                 f"{CSRC}/decode.cpp",
+                f"{CSRC}/rollout.cpp",
                 f"{CSRC}/decode_avx512.cpp",
                 f"{CSRC}/decode_avx2.cpp",
                 f"{CSRC}/decode_sse2.cpp",
@@ -171,7 +172,11 @@ def extensions() -> list[Pybind11Extension]:
             cxx_std=17,
             extra_compile_args=HOST_FLAGS,
         )
-        cuda.cuda_sources = [f"{CSRC}/cuda/sample.cu", f"{CSRC}/cuda/decode.cu"]
+        cuda.cuda_sources = [
+            f"{CSRC}/cuda/sample.cu",
+            f"{CSRC}/cuda/decode.cu",
+            f"{CSRC}/cuda/rollout.cu",
+        ]
         exts.append(cuda)
     elif mode != "off":
         _log("nvcc not found: building the CPU core only")

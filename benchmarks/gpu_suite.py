@@ -13,7 +13,14 @@ torch.randn(n, d, device="cuda")``, timed with CUDA events (median of
 alternating runs after warm-up), bit-identity with the CPU checked first, and
 the fraction of the memory-bandwidth floor reached: bytes the kernel must move
 (z written; mu / logvar read in per-row mode) over the device-to-device copy
-bandwidth measured in the same run. The table is printed last.
+bandwidth measured in the same run. (4) The fused GRU rollout
+(``CudaRollout``, the recurrent decoder, every day of a path in one kernel) vs
+torch eager (``model.rollout_scaled`` on the GPU fed the same native noise from
+``native.rollout_noise(..., device="cuda")``, z from the native sampler) and,
+when it runs, ``torch.compile`` of one GRU step looped over the days: n = 1e5
+and 1e6 paths of 252 days, parity with the CPU rollout checked first; then
+10M paths x 252 days in 1M-path calls into one reused output. The tables are
+printed last.
 """
 
 from __future__ import annotations
@@ -139,6 +146,183 @@ def timing(sizes: list[int], dims: list[int], repeats: int) -> list[dict]:
     return rows
 
 
+def gru_model(hidden: int, latent: int, assets: int):
+    """A recurrent-decoder model with random weights (timings do not need training)."""
+    import numpy as np
+    import torch
+
+    from stressvae import ScenarioVAE
+    from stressvae.data import Scaler
+
+    torch.manual_seed(0)
+    m = ScenarioVAE(window=64, n_assets=assets, latent_dim=latent, decoder="gru", rnn_hidden=hidden)
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        for p in m.decoder.parameters():
+            p.copy_(torch.as_tensor(rng.normal(0, 1 / np.sqrt(p.shape[-1]), p.shape)))
+    m.set_data_stats(Scaler(rng.normal(0, 1e-3, assets), rng.uniform(0.005, 0.03, assets)), None)
+    return m.eval()
+
+
+def compiled_step(model):
+    """torch.compile of one GRU day (gates, head, noise), or None when it does not run."""
+    import torch
+
+    from stressvae.model import LOG_SCALE_MAX, LOG_SCALE_MIN
+
+    dec = model.decoder
+    w_ih, w_hh, b_ih, b_hh = (t.detach() for t in dec.cell_weights())
+    w_o, b_o = dec.head.weight.detach(), dec.head.bias.detach()
+
+    def step(x_prev, z, h, eps_t):
+        inp = torch.cat([x_prev, x_prev.abs(), z], dim=-1)
+        gi = inp @ w_ih.T + b_ih
+        gh = h @ w_hh.T + b_hh
+        i_r, i_u, i_n = gi.chunk(3, -1)
+        h_r, h_u, h_n = gh.chunk(3, -1)
+        r, u = torch.sigmoid(i_r + h_r), torch.sigmoid(i_u + h_u)
+        n = torch.tanh(i_n + r * h_n)
+        h = n + u * (h - n)
+        mean, raw = (h @ w_o.T + b_o).chunk(2, -1)
+        x = mean + torch.exp(raw.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)) * eps_t
+        return x, h
+
+    try:
+        fn = torch.compile(step)
+        with torch.no_grad():
+            z = torch.zeros(8, model.latent_dim, device="cuda")
+            h = torch.zeros(8, dec.hidden, device="cuda")
+            x = torch.zeros(8, model.n_assets, device="cuda")
+            fn(x, z, h, torch.zeros_like(x))
+        return fn
+    except Exception as err:  # no triton / no compiler on the machine
+        print(f"torch.compile of the GRU step does not run here: {err!r}"[:300], flush=True)
+        return None
+
+
+def rollout_timing(sizes: list[int], total: int, chunk: int, hidden: int, latent: int) -> dict:
+    """CudaRollout vs torch eager vs torch.compile, 252 days, prior draws."""
+    import numpy as np
+    import torch
+
+    from stressvae import native
+
+    horizon, assets, seed = 252, 1, 5
+    model = gru_model(hidden, latent, assets).cuda()
+    ex = model.export_decoder()
+    gpu = native.CudaRollout(ex)
+    mu = torch.zeros(latent, device="cuda")
+    lv = torch.zeros(latent, device="cuda")
+    std, mean = model.scaler_std, model.scaler_mean
+
+    # parity with the CPU rollout first (2000 paths, latent drift on)
+    m = 2000
+    cpu = native.NativeRollout(ex).sample(
+        mu.cpu().numpy(), lv.cpu().numpy(), m, horizon=horizon, seed=seed, phi=0.97
+    )
+    got = gpu.sample(mu, lv, m, horizon=horizon, seed=seed, phi=0.97).cpu().numpy()
+    err = np.abs(got.astype(np.float64) - cpu)
+    parity = bool(np.all(err <= 1e-5 * np.abs(cpu) + 1e-5 * np.abs(cpu).max()))
+    bitwise = bool(np.array_equal(got.view(np.uint32), cpu.view(np.uint32)))
+    print(f"# rollout parity with the CPU: {parity} (bitwise {bitwise})", flush=True)
+
+    def torch_inputs(n):
+        z = native.sample_latent(mu, lv, n, seed=seed)
+        eps, _ = native.rollout_noise(n, horizon, assets, latent, seed=seed, device="cuda")
+        return z, eps
+
+    def eager(n):
+        with torch.no_grad():
+            z, eps = torch_inputs(n)
+            return model.rollout_scaled(z, horizon, eps) * std + mean
+
+    step = compiled_step(model)
+
+    def compiled(n):
+        with torch.no_grad():
+            z, eps = torch_inputs(n)
+            h = torch.tanh(model.decoder.init(z))
+            x = z.new_zeros(n, assets)
+            xs = []
+            for t in range(horizon):
+                x, h = step(x, z, h, eps[:, t])
+                xs.append(x)
+            return torch.stack(xs, 1) * std + mean
+
+    rows = []
+    for n in sizes:
+        out = torch.empty((n, horizon, assets), device="cuda")
+
+        def nat(n=n, out=out, phi=1.0):
+            gpu.sample(mu, lv, n, horizon=horizon, seed=seed, out=out, phi=phi, check_finite=False)
+
+        reps = 5 if n <= 100_000 else 3
+        nat()
+        t_nat = statistics.median(events_ms(nat, reps))
+        t_drift = statistics.median(events_ms(lambda nat=nat: nat(phi=0.97), reps))
+        eager(n)
+        t_eager = statistics.median(events_ms(lambda n=n: eager(n), reps))
+        t_comp = None
+        if step is not None:
+            try:
+                compiled(n)
+                t_comp = statistics.median(events_ms(lambda n=n: compiled(n), reps))
+            except Exception as err:
+                print(f"torch.compile step failed at n={n}: {err!r}"[:300], flush=True)
+        rows.append({"n": n, "native_ms": t_nat, "drift_ms": t_drift, "eager_ms": t_eager,
+                     "compiled_ms": t_comp})  # fmt: skip
+        print(rows[-1], flush=True)
+        del out
+        torch.cuda.empty_cache()
+
+    # 10M paths: 1M per call into one reused output
+    out = torch.empty((chunk, horizon, assets), device="cuda")
+
+    def big():
+        for s in range(0, total, chunk):
+            gpu.sample(mu, lv, chunk, horizon=horizon, seed=seed, offset=s, out=out,
+                       check_finite=False)  # fmt: skip
+
+    big()
+    t_big = statistics.median(events_ms(big, 2))
+    return {"rows": rows, "total": total, "chunk": chunk, "total_ms": t_big, "parity": parity,
+            "bitwise": bitwise, "hidden": hidden, "latent": latent, "horizon": horizon}  # fmt: skip
+
+
+def print_rollout(r: dict) -> None:
+    import torch
+
+    h, L, T = r["hidden"], r["latent"], r["horizon"]
+    fma = 3 * h * (h + L + 2) + 2 * h  # model fmas per path-day: gates (h, z, x) and head
+    print()
+    print(
+        f"## GRU rollout, {torch.cuda.get_device_name()}: hidden {h}, latent {L}, 1 asset, "
+        f"{T} days (CPU parity: {'yes' if r['parity'] else 'NO'}, bitwise "
+        f"{'yes' if r['bitwise'] else 'no'})"
+    )
+    print()
+    print(
+        "| n | CudaRollout ms | with drift (phi .97) ms | torch eager ms | torch.compile ms "
+        "| eager / native | compile / native | native model GFLOP/s |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in r["rows"]:
+        c, nat = row["compiled_ms"], row["native_ms"]
+        gflops = 2 * fma * row["n"] * T / (nat * 1e-3) / 1e9
+        comp = "n/a" if c is None else f"{c:.1f}"
+        comp_ratio = "n/a" if c is None else f"{c / nat:.1f}x"
+        print(
+            f"| {row['n']:.0e} | {nat:.1f} | {row['drift_ms']:.1f} | {row['eager_ms']:.1f} "
+            f"| {comp} | **{row['eager_ms'] / nat:.1f}x** | {comp_ratio} | {gflops:.0f} |"
+        )
+    secs = r["total_ms"] / 1e3
+    print()
+    print(
+        f"{r['total']:.0e} paths x {T} days ({r['chunk']:.0e} per call, one reused output): "
+        f"{secs:.2f} s, {r['total'] / secs / 1e6:.2f} M paths/s"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--no-build", dest="build", action="store_false")
@@ -146,6 +330,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="100000,1000000,10000000,100000000")
     p.add_argument("--dims", default="16,64")
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--no-sampling", dest="sampling", action="store_false")
+    p.add_argument("--no-rollout", dest="rollout", action="store_false")
+    p.add_argument("--rollout-sizes", default="100000,1000000")
+    p.add_argument("--rollout-total", default="10000000")
+    p.add_argument("--rollout-chunk", default="1000000")
+    p.add_argument("--rnn-hidden", default="64,128")
+    p.add_argument("--latent", type=int, default=16)
     args = p.parse_args(argv)
 
     import torch
@@ -159,7 +350,19 @@ def main(argv: list[str] | None = None) -> int:
         run_tests()
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     dims = [int(s) for s in args.dims.split(",")]
-    rows = timing(sizes, dims, args.repeats)
+    rows = timing(sizes, dims, args.repeats) if args.sampling else []
+    rolls = []
+    if args.rollout:
+        for hidden in (int(h) for h in args.rnn_hidden.split(",")):
+            rolls.append(
+                rollout_timing(
+                    [int(float(s)) for s in args.rollout_sizes.split(",")],
+                    int(float(args.rollout_total)),
+                    int(float(args.rollout_chunk)),
+                    hidden,
+                    args.latent,
+                )
+            )
 
     print()
     print(f"## Sampling, {torch.cuda.get_device_name()}: native CUDA vs torch eager")
@@ -178,7 +381,10 @@ def main(argv: list[str] | None = None) -> int:
             f"| **{r['torch_ms'] / r['native_ms']:.1f}x** | {gbs:.0f} | {r['bw_frac']:.0%} "
             f"| {'yes' if r['bitwise'] else 'NO'} |"
         )
-    return 0 if all(r["bitwise"] for r in rows) else 1
+    for roll in rolls:
+        print_rollout(roll)
+    ok = all(r["bitwise"] for r in rows) and all(roll["parity"] for roll in rolls)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "cuda/decode_cuda.h"
+#include "cuda/rollout_cuda.h"
 #include "cuda/sample_cuda.h"
 
 namespace py = pybind11;
@@ -21,6 +22,7 @@ namespace {
 
 std::atomic<uint64_t> g_sample_calls{0}, g_sample_rows{0}, g_normals_calls{0}, g_normals_rows{0};
 std::atomic<uint64_t> g_decode_calls{0}, g_decode_rows{0};
+std::atomic<uint64_t> g_rollout_calls{0}, g_rollout_rows{0};
 
 template <class T>
 T* ptr(uintptr_t p) {
@@ -30,7 +32,7 @@ T* ptr(uintptr_t p) {
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
-  m.doc() = "stressvae native CUDA core: fused reparameterized sampling on the GPU";
+  m.doc() = "stressvae native CUDA core: fused sampling, decode and GRU rollout on the GPU";
 
   m.def(
       "sample",
@@ -100,6 +102,53 @@ PYBIND11_MODULE(_cuda, m) {
         g_decode_rows.fetch_add(static_cast<uint64_t>(n));
       },
       "Fused decode on the device: raw pointers in, out [n, D] on `stream`.");
+  m.def(
+      "rollout",
+      [](uintptr_t image, uintptr_t w0, uintptr_t b0, uintptr_t wz, uintptr_t scaler, int latent,
+         int hidden, int assets, float ls_min, float ls_max, uintptr_t z, uintptr_t mu,
+         uintptr_t logvar, uintptr_t index, int64_t k, int mode, float scale, uintptr_t out,
+         int64_t n, int64_t horizon, uint64_t seed, uint64_t offset, bool noise, float phi,
+         bool demean, bool cumulative, uintptr_t stream) {
+        const svae::cuda::RolloutNet net{ptr<const float>(image), ptr<const float>(w0),
+                                         ptr<const float>(b0),    ptr<const float>(wz),
+                                         ptr<const float>(scaler), latent, hidden, assets, ls_min,
+                                         ls_max};
+        const svae::cuda::DeviceLatent lat{ptr<const float>(z), ptr<const float>(mu),
+                                           ptr<const float>(logvar), ptr<const int64_t>(index),
+                                           k, mode, scale};
+        {
+          py::gil_scoped_release release;
+          svae::cuda::rollout(net, lat, ptr<float>(out), n, horizon, seed, offset, noise, phi,
+                              demean, cumulative, ptr<void>(stream));
+        }
+        g_rollout_calls.fetch_add(1);
+        g_rollout_rows.fetch_add(static_cast<uint64_t>(n));
+      },
+      "Fused GRU rollout on the device: packed weights (see rollout_cuda.h), z given or "
+      "drawn, out [n, horizon, assets] on `stream`.");
+  m.def(
+      "rollout_shape",
+      [](int hidden, int assets) {
+        const svae::cuda::RolloutShape s = svae::cuda::rollout_shape(hidden, assets);
+        return py::make_tuple(s.hp, s.hk, s.image_floats);
+      },
+      py::arg("hidden"), py::arg("assets"),
+      "(hp, hk, image_floats): the padded sizes of the packed rollout weights.");
+  m.def(
+      "rollout_plan",
+      [](int latent, int hidden, int assets, int device) {
+        const svae::cuda::RolloutPlan p =
+            svae::cuda::rollout_plan(latent, hidden, assets, device);
+        py::dict d;
+        d["warps"] = p.warps;
+        d["group"] = p.group;
+        d["smem_min"] = p.smem_min;
+        d["smem_limit"] = p.smem_limit;
+        return d;
+      },
+      py::arg("latent"), py::arg("hidden"), py::arg("assets"), py::arg("device"),
+      "Warps per CTA the rollout kernel gets on `device` (0: its shared memory does not fit).");
+  m.attr("ROLLOUT_MAX_HIDDEN") = svae::cuda::kRolloutMaxHidden;
   m.attr("MAX_WIDTH") = svae::cuda::kMaxWidth;
   m.attr("MAX_LAYERS") = svae::cuda::kMaxLayers;
   m.def("device_count", [] {
@@ -125,6 +174,8 @@ PYBIND11_MODULE(_cuda, m) {
     d["normals_cuda_rows"] = g_normals_rows.load();
     d["decode_cuda_calls"] = g_decode_calls.load();
     d["decode_cuda_rows"] = g_decode_rows.load();
+    d["rollout_cuda_calls"] = g_rollout_calls.load();
+    d["rollout_cuda_rows"] = g_rollout_rows.load();
     return d;
   });
 #ifdef SVAE_CUDA_ARCHS

@@ -35,10 +35,21 @@ except ImportError as err:  # not built (no nvcc at install time) or unloadable
     _cuda = None
     _CUDA_IMPORT_ERROR = str(err)
 
-__all__ = ["ISA_LEVELS", "NativeInputError", "native_info", "normals", "sample_latent"]
+__all__ = [
+    "ISA_LEVELS",
+    "NativeInputError",
+    "NativeRollout",
+    "native_info",
+    "normals",
+    "rollout_noise",
+    "sample_latent",
+]
 
 TAG_LATENT: int = int(_core.TAG_LATENT)
 TAG_OBSERVATION: int = int(_core.TAG_OBSERVATION)
+TAG_STEP: int = int(_core.TAG_STEP)  # + day t: the rollout's observation noise of day t
+TAG_DRIFT: int = int(_core.TAG_DRIFT)  # + day t: the latent AR(1) innovation after day t
+MAX_HORIZON: int = int(_core.MAX_HORIZON)
 ISA_LEVELS = ("auto", "baseline", "avx2", "avx512")
 
 _U64 = 1 << 64
@@ -608,6 +619,211 @@ class NativeDecoder:
         return res
 
 
+def rollout_noise(
+    n: int,
+    horizon: int,
+    assets: int,
+    latent: int,
+    *,
+    seed: int,
+    offset: int = 0,
+    drift: bool = False,
+    device: str = "cpu",
+):
+    """The noise the native rollout makes inside, written out: eps [n,
+    horizon, assets] (day t from stream ``TAG_STEP + t``) and, with
+    ``drift``, eta [n, horizon, latent] (``TAG_DRIFT + t``; the last day's is
+    drawn but never used). For the torch reference rollout and its tests."""
+    horizon = _as_int("horizon", horizon, 1, MAX_HORIZON)
+    kw = dict(seed=seed, offset=offset, device=device)
+    eps = [normals(n, assets, tag=TAG_STEP + t, **kw) for t in range(horizon)]
+    eta = [normals(n, latent, tag=TAG_DRIFT + t, **kw) for t in range(horizon)] if drift else None
+    if device == "cpu":
+        return np.stack(eps, 1), (np.stack(eta, 1) if drift else None)
+    torch = _torch()
+    return torch.stack(eps, 1), (torch.stack(eta, 1) if drift else None)
+
+
+_GRU_ARRAYS = ("w0", "b0", "w_x", "w_z", "b_i", "w_h", "b_h", "w_o", "b_o")
+
+
+def _check_gru_weights(weights: Any) -> dict[str, np.ndarray]:
+    """The arrays of a RecurrentWeights, checked: float32 numpy, C-contiguous,
+    finite, shapes chained from (latent, hidden, assets)."""
+    L = _as_int("weights.latent_dim", weights.latent_dim, 1, 1 << 16)
+    H = _as_int("weights.hidden", weights.hidden, 1, 4096)
+    A = _as_int("weights.n_assets", weights.n_assets, 1, 1 << 12)
+    shapes = {
+        "w0": (L, H), "b0": (H,), "w_x": (2 * A, 3 * H), "w_z": (L, 3 * H), "b_i": (3 * H,),
+        "w_h": (H, 3 * H), "b_h": (3 * H,), "w_o": (H, 2 * A), "b_o": (2 * A,),
+    }  # fmt: skip
+    out = {}
+    for name in _GRU_ARRAYS:
+        x = getattr(weights, name, None)
+        _check_array(f"weights.{name}", x, "float32", (len(shapes[name]),))
+        if _is_tensor(x):
+            raise NativeInputError(f"weights.{name} must be a numpy array")
+        if tuple(x.shape) != shapes[name]:
+            raise NativeInputError(
+                f"weights.{name} must be {_shape_str(shapes[name])} for latent {L}, hidden {H}, "
+                f"{A} assets; got {_shape_str(x.shape)}"
+            )
+        if not np.isfinite(x).all():
+            raise NativeInputError(f"weights.{name} has NaN or inf")
+        out[name] = x
+    return out
+
+
+def check_phi(phi: Any) -> float:
+    """The latent AR(1) coefficient: a real number in (0, 1]."""
+    if isinstance(phi, bool):
+        raise NativeInputError("phi must be a real number, got a bool")
+    try:
+        f = float(phi)
+    except (TypeError, ValueError):
+        raise NativeInputError(f"phi must be a real number, got {type(phi).__name__}") from None
+    if not (0.0 < f <= 1.0):
+        raise NativeInputError(f"phi must be in (0, 1], got {f}")
+    return f
+
+
+class NativeRollout:
+    """The recurrent decoder packed once for the native CPU rollout, then run
+    on blocks of scenarios: every day of a path in one call, the GRU state
+    kept in cache, z drawn in-kernel (``sample``) or given (``rollout``).
+
+    ``weights`` is a :class:`stressvae.model.RecurrentWeights`
+    (``model.export_decoder()`` of a ``decoder="gru"`` model). Output: float32
+    ``[n, horizon, assets]`` daily log returns in data units (or log prices
+    with ``cumulative=True``). The noise of day t of scenario ``offset + i``
+    is Philox stream ``TAG_STEP + t`` (and ``TAG_DRIFT + t`` for the latent
+    drift with ``phi < 1``): a path depends on (weights, its latent draw,
+    seed, its index) only, and a longer horizon extends a shorter one.
+    """
+
+    def __init__(self, weights: Any, *, isa: str = "auto", num_threads: int | None = None):
+        arrays = _check_gru_weights(weights)
+        self.latent_dim = int(weights.latent_dim)
+        self.hidden = int(weights.hidden)
+        self.n_assets = int(weights.n_assets)
+        self.window = _as_int("weights.window", weights.window, 1, MAX_HORIZON)
+        if isa not in ISA_LEVELS:
+            raise NativeInputError(f"isa must be one of {ISA_LEVELS}, got {isa!r}")
+        self.num_threads = (
+            default_threads()
+            if num_threads is None
+            else _as_int("num_threads", num_threads, 1, 4096)
+        )
+        mean = np.ascontiguousarray(weights.scaler_mean, dtype=np.float32).reshape(-1)
+        std = np.ascontiguousarray(weights.scaler_std, dtype=np.float32).reshape(-1)
+        if mean.shape != (self.n_assets,) or std.shape != (self.n_assets,):
+            raise NativeInputError(f"scaler mean and std must be [{self.n_assets}]")
+        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            raise NativeInputError("scaler std must be finite and > 0, mean finite")
+        lo, hi = float(weights.log_scale_min), float(weights.log_scale_max)
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise NativeInputError(
+                f"log-scale bounds must be finite with min < max, got {lo}, {hi}"
+            )
+        self.log_scale_bounds = (lo, hi)
+        self._impl = _core.Rollout(*(arrays[k] for k in _GRU_ARRAYS), mean, std, lo, hi, isa)
+
+    @property
+    def isa(self) -> str:
+        return str(self._impl.isa)
+
+    def _out(self, out: Any, n: int, horizon: int) -> np.ndarray:
+        shape = (n, horizon, self.n_assets)
+        if out is None:
+            return np.empty(shape, dtype=np.float32)
+        _check_array("out", out, "float32", (3,))
+        if _is_tensor(out):
+            raise NativeInputError("out must be a numpy array (the native rollout runs on the CPU)")
+        if tuple(out.shape) != shape:
+            raise NativeInputError(f"out must have shape {shape}, got {_shape_str(out.shape)}")
+        if not out.flags.writeable:
+            raise NativeInputError("out must be writeable")
+        return out
+
+    def _shift(self, shift: Any) -> np.ndarray | None:
+        if shift is None:
+            return None
+        s = np.ascontiguousarray(shift, dtype=np.float32).reshape(-1)
+        if s.shape != (self.n_assets,) or not np.isfinite(s).all():
+            raise NativeInputError(f"shift must be {self.n_assets} finite numbers (one per asset)")
+        return s
+
+    def rollout(
+        self,
+        z: Any,
+        horizon: int,
+        *,
+        seed: int,
+        offset: int = 0,
+        noise: bool = True,
+        phi: float = 1.0,
+        out: Any = None,
+        demean: bool = False,
+        cumulative: bool = False,
+        shift: Any = None,
+    ) -> np.ndarray:
+        """z_0 float32 [n, latent] -> paths float32 [n, horizon, assets]."""
+        _check_array("z", z, "float32", (2,))
+        z = _numpy_view(z)
+        if z.shape[1] != self.latent_dim:
+            raise NativeInputError(f"z must be [n, {self.latent_dim}], got {_shape_str(z.shape)}")
+        _all_finite("z", z)
+        horizon = _as_int("horizon", horizon, 1, MAX_HORIZON)
+        seed = _as_int("seed", seed, 0, _U64 - 1)
+        offset = _as_int("offset", offset, 0, _U64 - 1)
+        phi = check_phi(phi)
+        n = int(z.shape[0])
+        res = self._out(out, n, horizon)
+        empty = np.empty((0, self.latent_dim), np.float32)
+        self._impl.run(
+            res, z, empty, empty, np.empty(0, np.int64), 0, n, horizon, seed, offset, 1.0,
+            bool(noise), bool(demean), bool(cumulative), self._shift(shift), phi, self.num_threads,
+        )  # fmt: skip
+        return res
+
+    def sample(
+        self,
+        mu: Any,
+        logvar: Any,
+        n: int | None = None,
+        *,
+        horizon: int,
+        seed: int,
+        index: Any = None,
+        offset: int = 0,
+        scale: float = 1.0,
+        noise: bool = True,
+        phi: float = 1.0,
+        out: Any = None,
+        demean: bool = False,
+        cumulative: bool = False,
+        shift: Any = None,
+        check_finite: bool = True,
+    ) -> np.ndarray:
+        """Fused: z_0 drawn as :func:`sample_latent` draws it (same seed, tag
+        and scenario indices), then the rollout, in one call."""
+        probe = _LatentArgs.check(mu, logvar, n, seed, index, offset, scale, check_finite)
+        if probe.device != "cpu":
+            raise NativeInputError("the native rollout runs on the CPU: pass numpy arrays")
+        if probe.d != self.latent_dim:
+            raise NativeInputError(f"mu must have {self.latent_dim} columns, got {probe.d}")
+        horizon = _as_int("horizon", horizon, 1, MAX_HORIZON)
+        phi = check_phi(phi)
+        res = self._out(out, probe.n, horizon)
+        idx = _numpy_view(index) if index is not None else np.empty(0, dtype=np.int64)
+        self._impl.run(
+            res, None, probe.mu, probe.logvar, idx, _MODES[probe.mode], probe.n, horizon,
+            probe.seed, probe.offset, probe.scale, bool(noise), bool(demean), bool(cumulative),
+            self._shift(shift), phi, self.num_threads,
+        )  # fmt: skip
+        return res
+
+
 class _LatentArgs:
     """The validated arguments of a latent draw (shared by sample_latent and
     the fused decoder)."""
@@ -887,4 +1103,262 @@ class CudaDecoder:
                     )
         except BaseException:
             _DECODE_CHECKED.discard(self.index)
+            raise
+
+
+# ------------------------------------------------------------- CUDA rollout
+_ROLLOUT_CHECKED: set[tuple[int, int, int, int]] = set()
+
+
+class CudaRollout:
+    """The recurrent (GRU) decoder's rollout on a GPU: the latent draw, every
+    day's GRU step, head, noise and unscaling of a path in one kernel, on the
+    caller's current stream; the twin of :class:`NativeRollout`.
+
+    The noise is the CPU's to the bit (the same Philox streams); the GRU
+    arithmetic follows the CPU's FMA kernels operation for operation, and is
+    checked against them within float32 tolerance. The kernel keeps the
+    recurrent weights in shared memory: it takes hidden <= 128 when they fit
+    the device's shared memory per block; otherwise the constructor raises a
+    NativeInputError that says which limit, and the ScenarioGenerator falls
+    back to the torch rollout with a warning. The first use of a model shape
+    on a device checks the kernel against the CPU rollout and raises a
+    RuntimeError on a mismatch. Inputs and outputs are torch tensors on the
+    device.
+    """
+
+    def __init__(self, weights: Any, device: str = "cuda"):
+        import torch
+
+        self._cpu = NativeRollout(weights)  # validates every array; the self-check's reference
+        if _cuda is None:
+            raise RuntimeError(f"stressvae._cuda is not built ({_CUDA_IMPORT_ERROR})")
+        if not hasattr(_cuda, "rollout"):
+            raise NativeInputError(
+                "the installed stressvae._cuda predates the fused rollout; rebuild it "
+                "(pip install --no-build-isolation -e .)"
+            )
+        dev = torch.device(device)
+        if dev.type != "cuda":
+            raise NativeInputError(f"device must be a CUDA device, got {device!r}")
+        self.index = dev.index if dev.index is not None else torch.cuda.current_device()
+        self.device = torch.device("cuda", self.index)
+        _cuda_ready(self.index)
+        c = self._cpu
+        self.latent_dim, self.hidden, self.n_assets = c.latent_dim, c.hidden, c.n_assets
+        self.window = c.window
+        L, H, A = self.latent_dim, self.hidden, self.n_assets
+        max_h = int(_cuda.ROLLOUT_MAX_HIDDEN)
+        if self.hidden > max_h:
+            raise NativeInputError(
+                f"the fused CUDA rollout takes hidden <= {max_h}; this model has hidden={H}"
+            )
+        plan = _cuda.rollout_plan(L, H, A, self.index)
+        if plan["warps"] == 0:
+            raise NativeInputError(
+                f"the fused CUDA rollout needs {plan['smem_min']} bytes of shared memory per "
+                f"block for hidden={H}, latent={L}, {A} assets; cuda:{self.index} allows "
+                f"{plan['smem_limit']}"
+            )
+        hp, hk, image_floats = _cuda.rollout_shape(H, A)
+        packed = self._pack(_check_gru_weights(weights), L, H, A, hp, hk)
+        if packed[0].size != image_floats:
+            raise RuntimeError(
+                f"stressvae CUDA rollout: packed {packed[0].size} floats of weights, the kernel "
+                f"expects {image_floats}; the Python and CUDA layouts disagree"
+            )
+        self._image, self._w0, self._b0, self._wz = (
+            torch.as_tensor(x, device=self.device) for x in packed
+        )
+        self._mean = np.ascontiguousarray(weights.scaler_mean, dtype=np.float32).reshape(-1)
+        self._std = np.ascontiguousarray(weights.scaler_std, dtype=np.float32).reshape(-1)
+        self._scaler = torch.as_tensor(np.concatenate([self._mean, self._std]), device=self.device)
+        self._ls = c.log_scale_bounds
+
+    @staticmethod
+    def _pack(
+        arrays: dict[str, np.ndarray], L: int, H: int, A: int, hp: int, hk: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The kernel's layout (csrc/cuda/rollout_cuda.h): the shared-memory
+        image (wh, wx, bi, bhn, wo, bo), then w0, b0 and wz; zero padding."""
+        f32 = np.float32
+
+        def gates(w: np.ndarray, rows: int) -> np.ndarray:  # [k, 3H] -> [rows, 3, hp]
+            out = np.zeros((rows, 3, hp), f32)
+            out[: w.shape[0], :, :H] = w.reshape(w.shape[0], 3, H)
+            return out
+
+        b_i, b_h = arrays["b_i"].reshape(3, H), arrays["b_h"].reshape(3, H)
+        bi = np.zeros((3, hp), f32)
+        bi[:2, :H] = b_i[:2] + b_h[:2]  # float32 sums, as the CPU packing
+        bi[2, :H] = b_i[2]
+        bhn = np.zeros(hp, f32)
+        bhn[:H] = b_h[2]
+        wo = np.zeros((hk, 2 * A), f32)
+        wo[:H] = arrays["w_o"]
+        bo = np.zeros(_round4(2 * A), f32)
+        bo[: 2 * A] = arrays["b_o"]
+        parts = (gates(arrays["w_h"], hk), gates(arrays["w_x"], 2 * A), bi, bhn, wo, bo)
+        image = np.concatenate([p.ravel() for p in parts])
+        w0 = np.zeros((L, hp), f32)
+        w0[:, :H] = arrays["w0"]
+        b0 = np.zeros(hp, f32)
+        b0[:H] = arrays["b0"]
+        return image, w0, b0, gates(arrays["w_z"], L)
+
+    def _launch(
+        self, out, n, horizon, latent, seed, offset, noise, phi, demean, cumulative, shift
+    ) -> None:
+        import torch
+
+        if shift is None:
+            scaler = self._scaler
+        else:
+            s = self._cpu._shift(shift)  # float32 [A], checked
+            both = np.concatenate([self._mean + s, self._std])
+            scaler = torch.as_tensor(both, device=self.device)
+        z, mu, lv, idx, k, mode, scale = latent
+        with torch.cuda.device(self.device):
+            stream = torch.cuda.current_stream(self.device).cuda_stream
+            _cuda.rollout(
+                self._image.data_ptr(), self._w0.data_ptr(), self._b0.data_ptr(),
+                self._wz.data_ptr(), scaler.data_ptr(), self.latent_dim, self.hidden,
+                self.n_assets, *self._ls, z, mu, lv, idx, k, mode, scale, out.data_ptr(), n,
+                horizon, seed, offset, bool(noise), phi, bool(demean), bool(cumulative), stream,
+            )  # fmt: skip
+        self._keep = scaler  # alive until the next launch on this stream
+
+    def _out(self, out: Any, n: int, horizon: int):
+        import torch
+
+        shape = (n, horizon, self.n_assets)
+        if out is None:
+            return torch.empty(shape, dtype=torch.float32, device=self.device)
+        _check_array("out", out, "float32", (3,))
+        if not _is_tensor(out) or out.device != self.device or tuple(out.shape) != shape:
+            raise NativeInputError(f"out must be a float32 tensor {shape} on {self.device}")
+        return out
+
+    def _tensor_on_device(self, name: str, x: Any, dtype: str, ndims) -> None:
+        _check_array(name, x, dtype, ndims)
+        if not _is_tensor(x) or x.device != self.device:
+            raise NativeInputError(f"{name} must be a tensor on {self.device}")
+
+    def rollout(
+        self,
+        z,
+        horizon,
+        *,
+        seed,
+        offset=0,
+        noise=True,
+        phi=1.0,
+        out=None,
+        demean=False,
+        cumulative=False,
+        shift=None,
+    ):
+        """z_0 float32 tensor [n, latent] on the device -> paths [n, horizon, assets]."""
+        self._tensor_on_device("z", z, "float32", (2,))
+        if z.shape[1] != self.latent_dim:
+            raise NativeInputError(f"z must be [n, {self.latent_dim}], got {_shape_str(z.shape)}")
+        _all_finite("z", z)
+        horizon = _as_int("horizon", horizon, 1, MAX_HORIZON)
+        seed = _as_int("seed", seed, 0, _U64 - 1)
+        offset = _as_int("offset", offset, 0, _U64 - 1)
+        n = int(z.shape[0])
+        if offset + n > _U64:
+            raise NativeInputError(f"offset + n must be <= 2**64, got offset={offset}, n={n}")
+        phi = check_phi(phi)
+        self._self_check()
+        res = self._out(out, n, horizon)
+        latent = (z.data_ptr(), 0, 0, 0, 1, 0, 1.0)
+        self._launch(res, n, horizon, latent, seed, offset, noise, phi, demean, cumulative, shift)
+        return res
+
+    def sample(
+        self,
+        mu,
+        logvar,
+        n=None,
+        *,
+        horizon,
+        seed,
+        index=None,
+        offset=0,
+        scale=1.0,
+        noise=True,
+        phi=1.0,
+        out=None,
+        demean=False,
+        cumulative=False,
+        shift=None,
+        check_finite=True,
+    ):
+        """Fused on the device: z_0 drawn as :func:`sample_latent` draws it
+        (same seed, tag and scenario indices), then the rollout."""
+        for name, x in (("mu", mu), ("logvar", logvar)):
+            self._tensor_on_device(name, x, "float32", (1, 2))
+        if index is not None:
+            self._tensor_on_device("index", index, "int64", (1,))
+        a = _LatentArgs.check(mu, logvar, n, seed, index, offset, scale, check_finite)
+        if a.d != self.latent_dim:
+            raise NativeInputError(f"mu must have {self.latent_dim} columns, got {a.d}")
+        horizon = _as_int("horizon", horizon, 1, MAX_HORIZON)
+        phi = check_phi(phi)
+        self._self_check()
+        res = self._out(out, a.n, horizon)
+        latent = (0, mu.data_ptr(), logvar.data_ptr(), index.data_ptr() if index is not None else 0,
+                  a.k, _MODES[a.mode], a.scale)  # fmt: skip
+        self._launch(
+            res, a.n, horizon, latent, a.seed, a.offset, noise, phi, demean, cumulative, shift
+        )
+        return res
+
+    def _self_check(self) -> None:
+        """Once per device and model shape: the kernel against the CPU
+        rollout, z given and drawn (table, latent drift, shift, demean and
+        cumulative), within rtol 1e-5 + atol 1e-5 * max|ref| (float32)."""
+        key = (self.index, self.latent_dim, self.hidden, self.n_assets)
+        if key in _ROLLOUT_CHECKED:
+            return
+        import torch
+
+        rng = np.random.default_rng(20261121)
+        n, horizon, L = 257, 40, self.latent_dim
+        z = rng.normal(size=(n, L)).astype(np.float32)
+        mu = rng.normal(size=(3, L)).astype(np.float32)
+        lv = rng.uniform(-2, 0.5, (3, L)).astype(np.float32)
+        idx = rng.integers(0, 3, n).astype(np.int64)
+        shift = rng.normal(0, 1e-3, self.n_assets).astype(np.float32)
+        seed, offset = 0xC0FFEE, (1 << 32) - 100
+        drawn = dict(horizon=horizon, seed=seed, offset=offset, scale=0.7, phi=0.9, shift=shift,
+                     demean=True, cumulative=True)  # fmt: skip
+        want = [
+            self._cpu.rollout(z, horizon, seed=seed, offset=offset),
+            self._cpu.sample(mu, lv, index=idx, **drawn),
+        ]
+        _ROLLOUT_CHECKED.add(key)  # so the calls below run the kernel
+        try:
+            dev = self.device
+            got = [
+                self.rollout(torch.from_numpy(z).to(dev), horizon, seed=seed, offset=offset),
+                self.sample(
+                    torch.from_numpy(mu).to(dev), torch.from_numpy(lv).to(dev),
+                    index=torch.from_numpy(idx).to(dev), **drawn,
+                ),
+            ]  # fmt: skip
+            for name, g, w in zip(("rollout(z)", "fused sample"), got, want, strict=True):
+                g = g.cpu().numpy()
+                err = np.abs(g.astype(np.float64) - w)
+                tol = 1e-5 * np.abs(w) + 1e-5 * np.abs(w).max()
+                if not np.all(err <= tol):
+                    raise RuntimeError(
+                        f"stressvae CUDA rollout self-check failed on cuda:{self.index} ({name}): "
+                        f"{int(np.sum(~(err <= tol)))} of {err.size} values differ from the CPU "
+                        f"rollout beyond float32 tolerance (max abs diff {np.nanmax(err):.3g}); "
+                        "not using it"
+                    )
+        except BaseException:
+            _ROLLOUT_CHECKED.discard(key)
             raise

@@ -3,6 +3,8 @@ stream. Marked `cuda`: skipped with the reason when no GPU is usable."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -181,3 +183,180 @@ def test_wide_models_fall_back_to_torch_with_a_warning():
         g.sample(500, seed=1).returns,
         ScenarioGenerator(m, device="cpu").sample(500, seed=1).returns.astype(np.float64),
     )
+
+
+# ------------------------------------------------------------------ rollout
+def gru_model(assets, latent, hidden, seed=0):
+    """A recurrent-decoder model with fresh random weights (std 1 / sqrt(fan-in))."""
+    from stressvae import ScenarioVAE
+    from stressvae.data import Scaler
+
+    torch.manual_seed(seed)
+    m = ScenarioVAE(window=16, n_assets=assets, latent_dim=latent, decoder="gru", rnn_hidden=hidden)
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for p in m.decoder.parameters():
+            p.copy_(
+                torch.as_tensor(
+                    rng.normal(0, 1 / np.sqrt(p.shape[-1]), p.shape), dtype=torch.float32
+                )
+            )
+    m.set_data_stats(Scaler(rng.normal(0, 1e-3, assets), rng.uniform(0.005, 0.03, assets)), None)
+    return m.eval()
+
+
+def latent_args(rng, source, n, latent):
+    """(args, kwargs) of a latent draw for NativeRollout.sample, numpy."""
+    if source == "prior":
+        return (rng.normal(0, 0.3, latent).astype(np.float32), np.zeros(latent, np.float32), n), {}
+    if source == "rows":
+        mu = rng.normal(size=(n, latent)).astype(np.float32)
+        return (mu, rng.uniform(-2, 0.5, (n, latent)).astype(np.float32)), {}
+    mu = rng.normal(size=(5, latent)).astype(np.float32)
+    lv = rng.uniform(-2, 0.5, (5, latent)).astype(np.float32)
+    return (mu, lv), {"index": rng.integers(0, 5, n).astype(np.int64)}
+
+
+def on_gpu(args, kw):
+    g_args = [torch.from_numpy(a).cuda() if isinstance(a, np.ndarray) else a for a in args]
+    return g_args, {k: torch.from_numpy(v).cuda() for k, v in kw.items()}
+
+
+EPILOGUES = [
+    {},
+    {"demean": True},
+    {"cumulative": True},
+    {"shift": "rand"},
+    {"demean": True, "cumulative": True, "shift": "rand"},
+]
+
+
+@pytest.mark.parametrize("source", ["prior", "table", "rows"])
+@pytest.mark.parametrize("phi", [1.0, 0.97])
+@pytest.mark.parametrize("assets", [1, 2])
+@pytest.mark.parametrize("hidden", [50, 64])
+def test_cuda_rollout_matches_the_cpu_rollout(hidden, assets, phi, source, rng):
+    m = gru_model(assets, 7, hidden, seed=hidden + assets)
+    ex = m.export_decoder()
+    cpu, gpu = native.NativeRollout(ex), native.CudaRollout(ex)
+    n, horizon, off = 1500, 252, 2**32 - 700  # scenario indices cross a 32-bit word
+    args, kw = latent_args(rng, source, n, 7)
+    g_args, g_kw = on_gpu(args, kw)
+    for epi in EPILOGUES:
+        epi = dict(epi)
+        if "shift" in epi:
+            epi["shift"] = rng.normal(0, 1e-3, assets).astype(np.float32)
+        common = dict(horizon=horizon, seed=21, offset=off, scale=0.8, phi=phi, **epi)
+        want = cpu.sample(*args, **kw, **common)
+        got = gpu.sample(*g_args, **g_kw, **common)
+        assert got.is_cuda and got.shape == (n, horizon, assets)
+        parity(got.cpu().numpy(), want)
+
+
+@pytest.mark.parametrize("noise", [True, False])
+@pytest.mark.parametrize("hidden", [50, 64, 128])
+def test_cuda_rollout_of_given_z_matches_cpu(hidden, noise, rng):
+    ex = gru_model(2, 7, hidden, seed=hidden).export_decoder()
+    try:
+        gpu = native.CudaRollout(ex)
+    except NativeInputError as err:  # hidden 128 needs ~205 KiB: H100 yes, A100 no
+        if "shared memory" not in str(err):
+            raise
+        pytest.skip(str(err))
+    cpu = native.NativeRollout(ex)
+    z = rng.normal(size=(999, 7)).astype(np.float32)
+    for phi in (1.0, 0.97):
+        want = cpu.rollout(z, 100, seed=4, offset=17, noise=noise, phi=phi)
+        got = gpu.rollout(torch.from_numpy(z).cuda(), 100, seed=4, offset=17, noise=noise, phi=phi)
+        parity(got.cpu().numpy(), want)
+
+
+@pytest.mark.parametrize("phi", [1.0, 0.97])
+def test_cuda_rollout_path_depends_only_on_seed_and_index(phi, rng):
+    """Any chunking, any offset: path i is the same numbers (bitwise)."""
+    ex = gru_model(2, 7, 64).export_decoder()
+    gpu = native.CudaRollout(ex)
+    n, horizon = 6000, 60
+    (mu, lv), kw = latent_args(rng, "table", n, 7)
+    g_mu, g_lv = (torch.from_numpy(a).cuda() for a in (mu, lv))
+    index = torch.from_numpy(kw["index"]).cuda()
+    common = dict(horizon=horizon, seed=8, phi=phi, scale=0.9)
+    full = gpu.sample(g_mu, g_lv, index=index, **common)
+    cuts = [0, 1, 33, 1000, 1017, 4096, n]
+    parts = [
+        gpu.sample(g_mu, g_lv, index=index[a:b].contiguous(), offset=a, **common)
+        for a, b in itertools.pairwise(cuts)
+    ]
+    assert np.array_equal(bits(torch.cat(parts)), bits(full))
+    # into a reused output buffer, prior draws, and a longer horizon extends a shorter one
+    out = torch.empty((1000, horizon, 2), device="cuda")
+    prior = gpu.sample(g_mu[0], g_lv[0], n, **common)
+    for s in range(0, n, 1000):
+        gpu.sample(g_mu[0], g_lv[0], 1000, offset=s, out=out, **common)
+        assert np.array_equal(bits(out), bits(prior[s : s + 1000]))
+    longer = gpu.sample(g_mu[0], g_lv[0], n, **{**common, "horizon": 2 * horizon})
+    assert np.array_equal(bits(longer[:, :horizon]), bits(prior))
+    # the same paths from the CPU for a slice far from the start
+    cpu = native.NativeRollout(ex)
+    want = cpu.sample(mu[0], lv[0], 500, offset=4000, **common)
+    parity(prior[4000:4500].cpu().numpy(), want)
+
+
+def test_cuda_rollout_runs_on_the_callers_stream(rng):
+    ex = gru_model(1, 7, 64).export_decoder()
+    gpu = native.CudaRollout(ex)
+    z = torch.from_numpy(rng.normal(size=(20_000, 7)).astype(np.float32)).cuda()
+    ref = gpu.rollout(z, 64, seed=2)
+    torch.cuda.synchronize()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        y = gpu.rollout(z, 64, seed=2)
+        y.mul_(1.0)  # queued behind the rollout on the same stream
+    stream.synchronize()
+    assert np.array_equal(bits(y), bits(ref))
+
+
+def test_cuda_rollout_self_check_and_counts(rng):
+    ex = gru_model(1, 7, 50).export_decoder()
+    before = native.native_info()["counts"]["rollout_cuda_rows"]
+    gpu = native.CudaRollout(ex)
+    z = torch.from_numpy(rng.normal(size=(10, 7)).astype(np.float32)).cuda()
+    gpu.rollout(z, 5, seed=0)
+    assert (gpu.index, 7, 50, 1) in native._ROLLOUT_CHECKED
+    assert native.native_info()["counts"]["rollout_cuda_rows"] - before >= 10
+
+
+def test_cuda_rollout_refuses_what_it_cannot_take(rng):
+    with pytest.raises(NativeInputError, match="hidden <= 128"):
+        native.CudaRollout(gru_model(1, 7, 129).export_decoder())
+    gpu = native.CudaRollout(gru_model(1, 7, 64).export_decoder())
+    z = rng.normal(size=(4, 7)).astype(np.float32)
+    with pytest.raises(NativeInputError, match="must be a tensor on cuda"):
+        gpu.rollout(z, 5, seed=0)
+    with pytest.raises(NativeInputError, match="phi must be in"):
+        gpu.rollout(torch.from_numpy(z).cuda(), 5, seed=0, phi=1.5)
+    with pytest.raises(NativeInputError, match="out must be a float32 tensor"):
+        gpu.rollout(
+            torch.from_numpy(z).cuda(), 5, seed=0, out=torch.empty((4, 6, 1), device="cuda")
+        )
+    assert gpu.rollout(torch.zeros((0, 7), device="cuda"), 5, seed=0).shape == (0, 5, 1)
+
+
+def test_cuda_generator_rollout_matches_cpu_and_counts():
+    import warnings
+
+    from stressvae import ScenarioGenerator
+
+    m = gru_model(2, 7, 64, seed=3)
+    before = native.native_info()["counts"]["rollout_cuda_rows"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the fused kernel takes this model: no fallback warning
+        g_gpu = ScenarioGenerator(m, device="cuda")
+    assert isinstance(g_gpu.cuda_decoder, native.CudaRollout)
+    g_cpu = ScenarioGenerator(m, device="cpu")
+    for kw in ({}, {"regime_halflife": 20.0, "drift": "zero"}, {"drift": "historical"}):
+        a = g_gpu.sample(5000, seed=4, chunk_size=1700, horizon=120, **kw)
+        b = g_cpu.sample(5000, seed=4, horizon=120, **kw)
+        parity(a.returns, b.returns.astype(np.float64))
+    assert native.native_info()["counts"]["rollout_cuda_rows"] - before >= 15_000
