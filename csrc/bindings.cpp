@@ -215,6 +215,33 @@ const float* shift_ptr(const py::object& shift, int64_t assets, FArray& keep) {
   return keep.data();
 }
 
+// The fused latent draw of a decode or rollout call (tag kTagLatent): z of
+// row i from mu / logvar row 0, i or index[i] (mode 0, 1, 2).
+svae::SampleArgs latent_sampler(const FArray& mu, const FArray& logvar, const I64Array& index,
+                                int mode, int64_t n, int64_t latent, uint64_t seed,
+                                uint64_t offset, float scale) {
+  require(mu.ndim() == 2 && logvar.ndim() == 2 && mu.shape(1) == latent &&
+              logvar.shape(0) == mu.shape(0) && logvar.shape(1) == latent,
+          "mu and logvar must be [k, latent]");
+  require(mode >= 0 && mode <= 2, "mode must be 0, 1 or 2");
+  svae::SampleArgs s;
+  s.n = n;
+  s.d = latent;
+  s.k = mu.shape(0);
+  s.mode = static_cast<svae::RowMode>(mode);
+  s.mu = mu.data();
+  s.logvar = logvar.data();
+  if (mode == 2) {
+    require(index.ndim() == 1 && index.shape(0) == n, "index must be [n]");
+    s.index = index.data();
+  }
+  s.seed = seed;
+  s.offset = offset;
+  s.scale = scale;
+  s.tag = svae::kTagLatent;
+  return s;
+}
+
 void decoder_decode(Decoder& d, FArray out, FArray z, uint64_t seed, uint64_t offset, bool noise,
                     bool demean, bool cumulative, const py::object& shift, int num_threads) {
   require(z.ndim() == 2 && z.shape(1) == d.net.latent, "z must be [n, latent]");
@@ -242,29 +269,12 @@ void decoder_decode(Decoder& d, FArray out, FArray z, uint64_t seed, uint64_t of
 void decoder_sample(Decoder& d, FArray out, FArray mu, FArray logvar, I64Array index, int mode,
                     int64_t n, uint64_t seed, uint64_t offset, float scale, bool noise, bool demean,
                     bool cumulative, const py::object& shift, int num_threads) {
-  require(mu.ndim() == 2 && logvar.ndim() == 2 && mu.shape(1) == d.net.latent &&
-              logvar.shape(0) == mu.shape(0) && logvar.shape(1) == d.net.latent,
-          "mu and logvar must be [k, latent]");
-  require(mode >= 0 && mode <= 2, "mode must be 0, 1 or 2");
   check_out(out, n, d.net.out_dim);
   svae::DecodeArgs a;
   FArray shift_keep;
   a.out = out.mutable_data();
   a.n = n;
-  a.sampler.n = n;
-  a.sampler.d = d.net.latent;
-  a.sampler.k = mu.shape(0);
-  a.sampler.mode = static_cast<svae::RowMode>(mode);
-  a.sampler.mu = mu.data();
-  a.sampler.logvar = logvar.data();
-  if (mode == 2) {
-    require(index.ndim() == 1 && index.shape(0) == n, "index must be [n]");
-    a.sampler.index = index.data();
-  }
-  a.sampler.seed = seed;
-  a.sampler.offset = offset;
-  a.sampler.scale = scale;
-  a.sampler.tag = svae::kTagLatent;
+  a.sampler = latent_sampler(mu, logvar, index, mode, n, d.net.latent, seed, offset, scale);
   a.seed = seed;
   a.offset = offset;
   a.noise = noise;
@@ -327,24 +337,7 @@ void rollout_run(Rollout& d, FArray out, const py::object& z, FArray mu, FArray 
     require(z_keep.ndim() == 2 && z_keep.shape(0) == n && z_keep.shape(1) == L, "z must be [n, latent]");
     a.z = z_keep.data();
   } else {
-    require(mu.ndim() == 2 && logvar.ndim() == 2 && mu.shape(1) == L &&
-                logvar.shape(0) == mu.shape(0) && logvar.shape(1) == L,
-            "mu and logvar must be [k, latent]");
-    require(mode >= 0 && mode <= 2, "mode must be 0, 1 or 2");
-    a.sampler.n = n;
-    a.sampler.d = L;
-    a.sampler.k = mu.shape(0);
-    a.sampler.mode = static_cast<svae::RowMode>(mode);
-    a.sampler.mu = mu.data();
-    a.sampler.logvar = logvar.data();
-    if (mode == 2) {
-      require(index.ndim() == 1 && index.shape(0) == n, "index must be [n]");
-      a.sampler.index = index.data();
-    }
-    a.sampler.seed = seed;
-    a.sampler.offset = offset;
-    a.sampler.scale = scale;
-    a.sampler.tag = svae::kTagLatent;
+    a.sampler = latent_sampler(mu, logvar, index, mode, n, L, seed, offset, scale);
   }
   a.seed = seed;
   a.offset = offset;

@@ -446,6 +446,44 @@ def native_info() -> dict[str, Any]:
 _ACTIVATIONS = ("silu", "relu", "tanh", "gelu")
 
 
+def _host_out(out: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """The output array of a CPU kernel: a new one, or the caller's, checked
+    (float32 numpy, C-contiguous, this shape, writeable)."""
+    if out is None:
+        return np.empty(shape, dtype=np.float32)
+    _check_array("out", out, "float32", (len(shape),))
+    if _is_tensor(out):
+        raise NativeInputError(f"out must be a numpy array (the native {what} runs on the CPU)")
+    if tuple(out.shape) != shape:
+        raise NativeInputError(f"out must have shape {shape}, got {_shape_str(out.shape)}")
+    if not out.flags.writeable:
+        raise NativeInputError("out must be writeable")
+    return out
+
+
+def _device_out(out: Any, shape: tuple[int, ...], device: Any):
+    """The output tensor of a CUDA kernel: a new one on ``device``, or the
+    caller's, checked (float32, C-contiguous, this shape, that device)."""
+    import torch
+
+    if out is None:
+        return torch.empty(shape, dtype=torch.float32, device=device)
+    _check_array("out", out, "float32", (len(shape),))
+    if not _is_tensor(out) or out.device != device or tuple(out.shape) != shape:
+        raise NativeInputError(f"out must be a float32 tensor {shape} on {device}")
+    return out
+
+
+def _check_shift(shift: Any, n_assets: int) -> np.ndarray | None:
+    """The drift shift of the unscaling: None, or float32 [assets], finite."""
+    if shift is None:
+        return None
+    s = np.ascontiguousarray(shift, dtype=np.float32).reshape(-1)
+    if s.shape != (n_assets,) or not np.isfinite(s).all():
+        raise NativeInputError(f"shift must be {n_assets} finite numbers (one per asset)")
+    return s
+
+
 class NativeDecoder:
     """A decoder MLP packed once for the native core, then run on blocks of
     scenarios: ``decode(z)`` or the fused ``sample(mu, logvar)`` (z drawn
@@ -536,25 +574,10 @@ class NativeDecoder:
         return str(self._impl.isa)
 
     def _out(self, out: Any, n: int) -> np.ndarray:
-        shape = (n, self.window, self.n_assets)
-        if out is None:
-            return np.empty(shape, dtype=np.float32)
-        _check_array("out", out, "float32", (3,))
-        if _is_tensor(out):
-            raise NativeInputError("out must be a numpy array (the native decoder runs on the CPU)")
-        if tuple(out.shape) != shape:
-            raise NativeInputError(f"out must have shape {shape}, got {_shape_str(out.shape)}")
-        if not out.flags.writeable:
-            raise NativeInputError("out must be writeable")
-        return out
+        return _host_out(out, (n, self.window, self.n_assets), "decoder")
 
     def _shift(self, shift: Any) -> np.ndarray | None:
-        if shift is None:
-            return None
-        s = np.ascontiguousarray(shift, dtype=np.float32).reshape(-1)
-        if s.shape != (self.n_assets,) or not np.isfinite(s).all():
-            raise NativeInputError(f"shift must be {self.n_assets} finite numbers (one per asset)")
-        return s
+        return _check_shift(shift, self.n_assets)
 
     def decode(
         self,
@@ -733,25 +756,10 @@ class NativeRollout:
         return str(self._impl.isa)
 
     def _out(self, out: Any, n: int, horizon: int) -> np.ndarray:
-        shape = (n, horizon, self.n_assets)
-        if out is None:
-            return np.empty(shape, dtype=np.float32)
-        _check_array("out", out, "float32", (3,))
-        if _is_tensor(out):
-            raise NativeInputError("out must be a numpy array (the native rollout runs on the CPU)")
-        if tuple(out.shape) != shape:
-            raise NativeInputError(f"out must have shape {shape}, got {_shape_str(out.shape)}")
-        if not out.flags.writeable:
-            raise NativeInputError("out must be writeable")
-        return out
+        return _host_out(out, (n, horizon, self.n_assets), "rollout")
 
     def _shift(self, shift: Any) -> np.ndarray | None:
-        if shift is None:
-            return None
-        s = np.ascontiguousarray(shift, dtype=np.float32).reshape(-1)
-        if s.shape != (self.n_assets,) or not np.isfinite(s).all():
-            raise NativeInputError(f"shift must be {self.n_assets} finite numbers (one per asset)")
-        return s
+        return _check_shift(shift, self.n_assets)
 
     def rollout(
         self,
@@ -989,15 +997,7 @@ class CudaDecoder:
         self._keep = mean_t  # alive until the next launch on this stream
 
     def _out(self, out: Any, n: int):
-        import torch
-
-        shape = (n, self.window, self.n_assets)
-        if out is None:
-            return torch.empty(shape, dtype=torch.float32, device=self.device)
-        _check_array("out", out, "float32", (3,))
-        if not _is_tensor(out) or out.device != self.device or tuple(out.shape) != shape:
-            raise NativeInputError(f"out must be a float32 tensor {shape} on {self.device}")
-        return out
+        return _device_out(out, (n, self.window, self.n_assets), self.device)
 
     def _tensor_on_device(self, name: str, x: Any, dtype: str, ndims) -> None:
         _check_array(name, x, dtype, ndims)
@@ -1229,15 +1229,7 @@ class CudaRollout:
         self._keep = scaler  # alive until the next launch on this stream
 
     def _out(self, out: Any, n: int, horizon: int):
-        import torch
-
-        shape = (n, horizon, self.n_assets)
-        if out is None:
-            return torch.empty(shape, dtype=torch.float32, device=self.device)
-        _check_array("out", out, "float32", (3,))
-        if not _is_tensor(out) or out.device != self.device or tuple(out.shape) != shape:
-            raise NativeInputError(f"out must be a float32 tensor {shape} on {self.device}")
-        return out
+        return _device_out(out, (n, horizon, self.n_assets), self.device)
 
     def _tensor_on_device(self, name: str, x: Any, dtype: str, ndims) -> None:
         _check_array(name, x, dtype, ndims)

@@ -18,6 +18,7 @@
 
 #include "../philox.h"
 #include "decode_cuda.h"
+#include "latent_device.cuh"
 
 namespace svae {
 namespace cuda {
@@ -103,27 +104,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int item = threadIdx.x; item < kRows * lblk; item += blockDim.x) {
     const int r = item / lblk, b = item % lblk;
     const int64_t i = row0 + r;
-    float z4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (i < n) {
-      if (lat.z) {
-#pragma unroll
-        for (int q = 0; q < 4; ++q)
-          if (4 * b + q < L) z4[q] = lat.z[i * L + 4 * b + q];
-      } else {
-        float eps[4];
-        normal4(seed, kTagLatent, offset + static_cast<uint64_t>(i), static_cast<uint32_t>(b), eps);
-        const int64_t src = lat.mode == 0 ? 0 : (lat.mode == 1 ? i : lat.index[i]);
-        const bool ok = src >= 0 && src < lat.k;
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const int j = 4 * b + q;
-          if (j < L)
-            z4[q] = ok ? reparam(lat.mu[src * L + j], sigma_of(lat.logvar[src * L + j], lat.scale),
-                                 eps[q])
-                       : __int_as_float(0x7fc00000);
-        }
-      }
-    }
+    float z4[4];
+    latent_block(lat, i, n, L, b, seed, offset, z4);
 #pragma unroll
     for (int q = 0; q < 4; ++q)
       if (4 * b + q < ld) buf_a[r * ld + 4 * b + q] = z4[q];
