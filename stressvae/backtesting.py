@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import as_int
 from .strategies import Strategy
 
 __all__ = ["METRICS", "BacktestResult", "backtest", "historical_windows", "vectorbt_metrics"]
@@ -389,7 +390,7 @@ def _backtest_dask(source, strategy, config, backend, chunk_size, n, seed, gen_k
     unknown = set(gen_kwargs) - {"drift", "horizon"}
     if unknown:
         raise ValueError(f"unexpected keyword arguments {sorted(unknown)}")
-    n = native._as_int("n", n, 1, 1 << 40)
+    n = as_int("n", n, 1, 1 << 40, error=native.NativeInputError)
     drift = gen_kwargs.get("drift", "keep")
     seed, horizon, cs = source._check_common(seed, drift, gen_kwargs.get("horizon"), chunk_size)
     _check_paths(strategy, horizon, source.n_assets)

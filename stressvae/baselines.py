@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from . import native
+from ._checks import as_int
 from .generate import SETS, Scenarios, memory_budget
 
 __all__ = [
@@ -146,15 +147,23 @@ class _Baseline:
     def _check(
         self, n: Any, seed: Any, chunk_size: Any, drift: Any, horizon: Any
     ) -> tuple[int, int, int | None, int]:
-        n = native._as_int("n", n, 0, 1 << 40)
-        seed = native._as_int("seed", seed, 0, (1 << 64) - 1)
-        cs = None if chunk_size is None else native._as_int("chunk_size", chunk_size, 1, 1 << 40)
+        n = as_int("n", n, 0, 1 << 40, error=native.NativeInputError)
+        seed = as_int("seed", seed, 0, (1 << 64) - 1, error=native.NativeInputError)
+        cs = (
+            None
+            if chunk_size is None
+            else as_int("chunk_size", chunk_size, 1, 1 << 40, error=native.NativeInputError)
+        )
         if drift != "keep":
             raise ValueError(
                 f"drift={drift!r}: baselines keep the fitted drift (only drift='keep'); "
                 "demean or shift the returns yourself if needed"
             )
-        h = self.window if horizon is None else native._as_int("horizon", horizon, 1, _MAX_HORIZON)
+        h = (
+            self.window
+            if horizon is None
+            else as_int("horizon", horizon, 1, _MAX_HORIZON, error=native.NativeInputError)
+        )
         return n, seed, cs, h
 
     def _default_chunk(self, horizon: int) -> int:

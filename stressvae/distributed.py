@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import as_int
+
 ENGINES = ("local", "dask")
 # Fault injection for tests only: when this names a file that does not exist
 # yet, the first shard to start creates it and kills its own worker process.
@@ -305,7 +307,7 @@ def generate(
     reads the scenarios back."""
     from . import native
 
-    n = native._as_int("n", n, 1, 1 << 40)
+    n = as_int("n", n, 1, 1 << 40, error=native.NativeInputError)
     seed, h, cs = gen._check_common(seed, drift, horizon, chunk_size)
     return write_shards(gen, gen._prior_plan(n), seed, folder, h, drift, cs, client, shards,
                         resources)  # fmt: skip

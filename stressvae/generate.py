@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import native
+from ._checks import as_float, as_int
 from .data import as_windows
 
 __all__ = ["DRIFTS", "ScenarioGenerator", "Scenarios"]
@@ -296,11 +297,19 @@ class ScenarioGenerator:
     def _check_common(
         self, seed: Any, drift: str, horizon: Any, chunk_size: Any
     ) -> tuple[int, int, int | None]:
-        seed = native._as_int("seed", seed, 0, (1 << 64) - 1)
+        seed = as_int("seed", seed, 0, (1 << 64) - 1, error=native.NativeInputError)
         if drift not in DRIFTS:
             raise ValueError(f"drift must be one of {DRIFTS}, got {drift!r}")
-        h = self.window if horizon is None else native._as_int("horizon", horizon, 1, 1 << 24)
-        cs = None if chunk_size is None else native._as_int("chunk_size", chunk_size, 1, 1 << 40)
+        h = (
+            self.window
+            if horizon is None
+            else as_int("horizon", horizon, 1, 1 << 24, error=native.NativeInputError)
+        )
+        cs = (
+            None
+            if chunk_size is None
+            else as_int("chunk_size", chunk_size, 1, 1 << 40, error=native.NativeInputError)
+        )
         return seed, h, cs
 
     def phi_of(self, regime_halflife: Any) -> float:
@@ -544,7 +553,7 @@ class ScenarioGenerator:
             its draw halves, z following an AR(1) towards the prior so the
             regime can change along a long path (None: z fixed).
         """
-        n = native._as_int("n", n, 0, 1 << 40)
+        n = as_int("n", n, 0, 1 << 40, error=native.NativeInputError)
         seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
         plan = self._with_phi(self._prior_plan(n), self.phi_of(regime_halflife))
         return self._collect(plan, seed, cs, h, drift)
@@ -560,7 +569,7 @@ class ScenarioGenerator:
     ) -> Iterator[Scenarios]:
         """The scenarios of ``sample(n, seed)`` in order, ``chunk_size`` at a
         time (default: ~32 MiB of returns per chunk)."""
-        n = native._as_int("n", n, 0, 1 << 40)
+        n = as_int("n", n, 0, 1 << 40, error=native.NativeInputError)
         seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
         plan = self._with_phi(self._prior_plan(n), self.phi_of(regime_halflife))
         return self._chunks(plan, seed, cs, h, drift)
@@ -582,11 +591,11 @@ class ScenarioGenerator:
         return center, np.log(var)
 
     def interpolate_plan(self, start_windows, end_windows, steps, n_per_step, path, spread, paired):
-        steps = native._as_int("steps", steps, 2, 100_000)
-        n_per_step = native._as_int("n_per_step", n_per_step, 1, 1 << 36)
+        steps = as_int("steps", steps, 2, 100_000, error=native.NativeInputError)
+        n_per_step = as_int("n_per_step", n_per_step, 1, 1 << 36, error=native.NativeInputError)
         if path not in PATHS:
             raise ValueError(f"path must be one of {PATHS}, got {path!r}")
-        spread = native._as_scale(spread)
+        spread = as_float("spread", spread, 0.0, error=native.NativeInputError)
         mu_s, lv_s = self._encode(start_windows, "start_windows")
         mu_e, lv_e = self._encode(end_windows, "end_windows")
         alphas = np.linspace(0.0, 1.0, steps)
@@ -692,8 +701,10 @@ class ScenarioGenerator:
         return self._chunks(plan, seed, cs, h, drift)
 
     def augment_plan(self, windows, n_per_window, scale):
-        n_per_window = native._as_int("n_per_window", n_per_window, 1, 1 << 36)
-        scale = native._as_scale(scale)
+        n_per_window = as_int(
+            "n_per_window", n_per_window, 1, 1 << 36, error=native.NativeInputError
+        )
+        scale = as_float("scale", scale, 0.0, error=native.NativeInputError)
         mu, lv = self._encode(windows, "windows")
         k = len(mu)
 
