@@ -8,17 +8,31 @@ units every later stage takes. Standardization happens inside the model.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["RegimeThresholds", "Scaler", "WindowData", "load_prices"]
+__all__ = ["PriceJumpWarning", "RegimeThresholds", "Scaler", "WindowData", "load_prices"]
 
 MISSING_POLICIES = ("raise", "ffill", "drop")
 REGIMES = ("calm", "normal", "crisis", "tail")
+# A daily move beyond x3 or /3 (|log return| > log 3, about 1.1) is taken for a
+# data error (an unadjusted split, a price in the wrong unit): the worst real
+# index day, 1987-10-19, is a log return of -0.23.
+JUMP_LIMIT = math.log(3.0)
+# kinds (pandas.api.types.infer_dtype) of an index that are numbers, not dates
+_NUMBER_KINDS = ("integer", "floating", "mixed-integer", "mixed-integer-float", "decimal")
+
+
+class PriceJumpWarning(UserWarning):
+    """Prices that are legal but suspicious: a daily move beyond
+    :data:`JUMP_LIMIT` (an unadjusted split or a data error?)."""
 
 
 # ------------------------------------------------------------------ prices
@@ -37,19 +51,38 @@ def load_prices(
     duplicate dates, fewer than 2 rows. Missing values raise unless
     ``missing="ffill"`` (carry the last price forward; leading gaps are
     dropped) or ``missing="drop"`` (drop dates where any asset is missing)
-    is asked for explicitly.
+    is asked for explicitly. Dates must be dates: YYYYMMDD integers are read
+    as dates, any other numbers (a default 0..n index, an id column) raise.
+    A file that cannot be read raises a ``ValueError`` that names it.
+
+    A daily move beyond x3 or /3 (:data:`JUMP_LIMIT`) gives a
+    :class:`PriceJumpWarning` that names the column and the dates.
     """
     if missing not in MISSING_POLICIES:
         raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
     frame = _read(source)
-    frame = _with_date_index(frame)
-    _check_dates(frame.index)
-    frame = _numeric(frame)
-    frame = _handle_missing(frame, missing)
-    _check_values(frame)
-    if len(frame) < 2:
-        raise ValueError(f"need at least 2 rows of prices, got {len(frame)}")
+    with _naming(source):
+        frame = _with_date_index(frame, source)
+        _check_dates(frame.index)
+        frame = _numeric(frame)
+        frame = _handle_missing(frame, missing)
+        _check_values(frame)
+        if len(frame) < 2:
+            raise ValueError(f"need at least 2 rows of prices, got {len(frame)}")
+    _check_jumps(frame)
     return frame
+
+
+@contextlib.contextmanager
+def _naming(source: Any):
+    """A ValueError raised inside names the file first when ``source`` is one
+    (same exception, same cause, its message prefixed)."""
+    try:
+        yield
+    except ValueError as err:
+        if isinstance(source, (str, Path)) and err.args:
+            err.args = (f"{source}: {err.args[0]}", *err.args[1:])
+        raise
 
 
 def _read(source: Any) -> pd.DataFrame:
@@ -61,6 +94,8 @@ def _read(source: Any) -> pd.DataFrame:
         path = Path(source)
         if not path.exists():
             raise ValueError(f"price file not found: {path}")
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory; give a .csv or .parquet price file")
         suffix = "".join(path.suffixes[-2:]).lower()
         if suffix.endswith((".parquet", ".pq")):
             try:
@@ -70,11 +105,20 @@ def _read(source: Any) -> pd.DataFrame:
                     f"reading parquet needs pyarrow or fastparquet ({err}); "
                     "install one, or give a CSV"
                 ) from err
+            except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+                raise ValueError(f"{path}: not a readable parquet file ({err})") from err
             if not isinstance(frame.index, pd.DatetimeIndex) and len(frame.columns) > 1:
                 frame = frame.set_index(frame.columns[0])
             return frame
         if suffix.endswith((".csv", ".csv.gz", ".txt")):
-            frame = pd.read_csv(path)
+            try:
+                frame = pd.read_csv(path)
+            except pd.errors.EmptyDataError as err:
+                raise ValueError(f"{path}: the file is empty (no header, no prices)") from err
+            except (OSError, UnicodeDecodeError, pd.errors.ParserError) as err:
+                raise ValueError(f"{path}: not a readable CSV text file ({err})") from err
+            if len(frame) == 0:
+                raise ValueError(f"{path}: no prices, only a header ({', '.join(frame.columns)})")
             if frame.shape[1] < 2:
                 raise ValueError(
                     f"{path}: expected a date column followed by one column per asset, "
@@ -88,22 +132,58 @@ def _read(source: Any) -> pd.DataFrame:
     )
 
 
-def _with_date_index(frame: pd.DataFrame) -> pd.DataFrame:
+def _with_date_index(frame: pd.DataFrame, source: Any = None) -> pd.DataFrame:
+    """``frame`` with its index parsed as dates; ``source`` (a path, or the
+    frame itself) only names the culprit in errors."""
     idx = frame.index
     if not isinstance(idx, pd.DatetimeIndex):
-        try:
-            idx = pd.DatetimeIndex(pd.to_datetime(idx, format="mixed"))
-        except (ValueError, TypeError) as err:
-            sample = ", ".join(map(repr, list(frame.index[:3])))
-            raise ValueError(
-                f"the index must be dates; could not parse ({sample}, ...): {err}"
-            ) from None
+        idx = _parse_dates(idx, _index_label(idx, source))
     if idx.tz is not None:
         idx = idx.tz_localize(None)
     frame = frame.copy()
     frame.index = idx.rename("date")
     frame.columns = [str(c) for c in frame.columns]
     return frame
+
+
+def _index_label(idx: pd.Index, source: Any) -> str:
+    """How errors name the index: the file and its date column for a file."""
+    if isinstance(source, (str, Path)):  # _naming adds the file
+        return "the index" if idx.name is None else f"the index (first column {idx.name!r})"
+    return "the index" if idx.name is None else f"the index {idx.name!r}"
+
+
+def _parse_dates(idx: pd.Index, what: str) -> pd.DatetimeIndex:
+    """Dates from an index that is not a DatetimeIndex yet. Numbers are never
+    taken for nanoseconds after 1970: 8-digit integers are YYYYMMDD dates,
+    any other numbers raise."""
+    kind = pd.api.types.infer_dtype(idx, skipna=True)
+    sample = ", ".join(map(repr, list(idx[:3])))
+    if isinstance(idx, pd.RangeIndex) and idx.name is None:
+        raise ValueError(
+            f"{what} must be dates, got the default 0..{len(idx) - 1} RangeIndex: set the "
+            "dates as the index (e.g. frame.set_index('date')), or give a Series or "
+            "DataFrame indexed by date"
+        )
+    if kind == "integer" and len(idx) and idx.min() >= 10**7 and idx.max() < 10**8:
+        text = pd.Index([str(v) for v in idx])
+        parsed = pd.to_datetime(text, format="%Y%m%d", errors="coerce")
+        if parsed.hasnans:
+            bad = int(idx[np.argmax(parsed.isna())])
+            raise ValueError(
+                f"{what} must be dates; it looks like YYYYMMDD integers, but {bad} is not "
+                "a valid date"
+            )
+        return pd.DatetimeIndex(parsed)
+    if kind in _NUMBER_KINDS:
+        raise ValueError(
+            f"{what} must be dates, got numbers ({sample}, ...) that are not YYYYMMDD dates "
+            "(an id or row-number column?): give a date column first, or a date index"
+        )
+    try:
+        return pd.DatetimeIndex(pd.to_datetime(idx, format="mixed"))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{what} must be dates; could not parse ({sample}, ...): {err}") from None
 
 
 def _check_dates(idx: pd.DatetimeIndex) -> None:
@@ -161,6 +241,25 @@ def _check_values(frame: pd.DataFrame) -> None:
         raise ValueError(
             f"prices must be > 0: column {frame.columns[c]!r} has {values[r, c]:g} "
             f"at {frame.index[r].date()}"
+        )
+
+
+def _check_jumps(frame: pd.DataFrame) -> None:
+    """Warns, per column, of daily moves beyond x3 or /3 (legal but suspect)."""
+    values = frame.to_numpy()
+    jump = np.abs(np.diff(np.log(values), axis=0)) > JUMP_LIMIT
+    for c in np.flatnonzero(jump.any(axis=0)):
+        rows = np.flatnonzero(jump[:, c]) + 1
+        shown = ", ".join(
+            f"{frame.index[r].date()} (x{values[r, c] / values[r - 1, c]:.4g})" for r in rows[:5]
+        )
+        more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+        warnings.warn(
+            f"prices: column {frame.columns[c]!r} moves beyond x3 or /3 in one day on "
+            f"{shown}{more}; an unadjusted split or a data error? These returns are used "
+            "as they are (they widen the scaler and the regimes): fix the prices if not real",
+            PriceJumpWarning,
+            stacklevel=3,
         )
 
 
@@ -273,7 +372,7 @@ class WindowData:
         tail_quantile: float = 0.05,
         missing: str = "raise",
         holdout_every: int | None = None,
-        holdout_block: int = 252,
+        holdout_block: int | None = None,
         holdout_offset: int | None = None,
         split_date: Any = None,
     ) -> WindowData:
@@ -300,11 +399,13 @@ class WindowData:
 
         ``holdout_every=k`` keeps an in-distribution holdout inside the
         training period: the training returns are cut into blocks of
-        ``holdout_block`` days and every k-th block is held out; windows inside
+        ``holdout_block`` days (default 252) and every k-th block (the
+        ``holdout_offset``-th of each k, default the last) is held out; windows inside
         it are labelled ``"holdout"``, windows within one window of it
         ``"gap"`` (purged), and neither is trained on or fitted to. It is the
         reference for judging how real generated windows look in the same
-        period the model learned from.
+        period the model learned from. ``holdout_block`` and
+        ``holdout_offset`` without ``holdout_every`` raise.
         """
         window = _int_arg("window", window, 2)
         stride = _int_arg("stride", stride, 1)
@@ -320,6 +421,17 @@ class WindowData:
                 raise ValueError(f"{name} must be in (0, 1), got {q!r}")
         if calm_quantile >= crisis_quantile:
             raise ValueError("calm_quantile must be below crisis_quantile")
+        if holdout_every is None:
+            pairs = (("holdout_block", holdout_block), ("holdout_offset", holdout_offset))
+            given = [name for name, value in pairs if value is not None]
+            if given:
+                raise ValueError(
+                    f"{' and '.join(given)} need{'s' if len(given) == 1 else ''} holdout_every "
+                    "(which block of how many is held out): pass holdout_every too, or leave "
+                    f"{'it' if len(given) == 1 else 'them'} out"
+                )
+        elif holdout_block is None:
+            holdout_block = 252
         if holdout_every is not None:
             holdout_every = _int_arg("holdout_every", holdout_every, 2)
             holdout_block = _int_arg("holdout_block", holdout_block, window)
@@ -346,6 +458,12 @@ class WindowData:
                     f"({returns.index[0].date()}..{returns.index[-1].date()})"
                 )
             val_fraction = 1 - cut / n_returns
+        if window > n_returns:
+            dates = f" ({returns.index[0].date()}..{returns.index[-1].date()})" if n_returns else ""
+            raise ValueError(
+                f"window={window} is longer than the data: {n_returns + 1} prices give "
+                f"{n_returns} daily returns{dates}"
+            )
         split_date = returns.index[min(cut, n_returns - 1)]
         need = _min_prices(window, val_fraction)
         if n_returns + 1 < need:
@@ -579,29 +697,47 @@ def _any_in(mask: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
 
 def _min_prices(window: int, val_fraction: float) -> int:
     """Fewest prices that give one training window, a one-window gap and one
-    validation window."""
-    n = 3 * window + 1
-    while True:
+    validation window: the first n >= 3 * window + 1 where both hold. Both
+    only grow with n, so doubling then bisection finds it in O(log n) steps
+    (a Python loop over n took minutes for a huge window)."""
+
+    def enough(n: int) -> bool:
         cut = round((n - 1) * (1 - val_fraction))
-        if cut >= window and (n - 1) - (cut + window) >= window:
-            return n
-        n += 1
+        return cut >= window and (n - 1) - (cut + window) >= window
+
+    lo = 3 * window + 1
+    if enough(lo):
+        return lo
+    hi = 2 * lo
+    while not enough(hi):  # lo never enough, hi is the next to try
+        if hi > 2**62:  # val_fraction so small that no length is enough
+            return hi
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:  # not enough(lo), enough(hi)
+        mid = (lo + hi) // 2
+        if enough(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def _pool_frame(prices: Any, missing: str) -> pd.DataFrame:
     """Validated prices where each column may start and end at its own date."""
-    frame = _with_date_index(_read(prices))
-    _check_dates(frame.index)
-    frame = _numeric(frame)
+    frame = _read(prices)
     parts = {}
-    for col in frame.columns:
-        s = frame[col]
-        valid = s.notna().to_numpy()
-        if not valid.any():
-            raise ValueError(f"column {col!r} has no prices")
-        first, last = np.argmax(valid), len(valid) - 1 - np.argmax(valid[::-1])
-        inner = s.iloc[first : last + 1]
-        parts[col] = load_prices(inner, missing=missing).iloc[:, 0]
+    with _naming(prices):
+        frame = _with_date_index(frame, prices)
+        _check_dates(frame.index)
+        frame = _numeric(frame)
+        for col in frame.columns:
+            s = frame[col]
+            valid = s.notna().to_numpy()
+            if not valid.any():
+                raise ValueError(f"column {col!r} has no prices")
+            first, last = np.argmax(valid), len(valid) - 1 - np.argmax(valid[::-1])
+            inner = s.iloc[first : last + 1]
+            parts[col] = load_prices(inner, missing=missing).iloc[:, 0]
     return pd.DataFrame(parts)
 
 

@@ -1,0 +1,324 @@
+"""Bad inputs (issue 14): each is refused with an error of the expected type
+whose message names the culprit (file, column, date or argument), or, where
+the input is legal but suspicious, gives a warning. Inputs are built in
+tmp_path; nothing here trains for long or touches the network."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import stressvae as sv
+from stressvae.data import JUMP_LIMIT, PriceJumpWarning, WindowData, load_prices
+
+
+def prices(n: int = 300, cols: str = "A", seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    idx = pd.bdate_range("2020-01-01", periods=n, name="date")
+    r = rng.normal(0.0, 0.01, (n, len(cols)))
+    return pd.DataFrame(100 * np.exp(np.cumsum(r, 0)), index=idx, columns=list(cols))
+
+
+def write_csv(path, first_name: str, first, frame: pd.DataFrame):
+    out = frame.reset_index(drop=True)
+    out.insert(0, first_name, first)
+    out.to_csv(path, index=False)
+    return path
+
+
+# ------------------------------------------------------------ integer dates
+def test_yyyymmdd_integers_are_dates(tmp_path):
+    p = prices()
+    ymd = p.index.strftime("%Y%m%d").astype(np.int64)
+    got = load_prices(write_csv(tmp_path / "ymd.csv", "date", ymd, p))
+    ref = load_prices(write_csv(tmp_path / "iso.csv", "date", p.index.strftime("%Y-%m-%d"), p))
+    pd.testing.assert_frame_equal(got, ref)
+    assert got.index[0] == pd.Timestamp("2020-01-01")
+    series = pd.Series(p["A"].to_numpy(), index=ymd)  # an integer index in memory too
+    pd.testing.assert_frame_equal(load_prices(series).set_axis(["A"], axis=1), ref)
+
+
+def test_yyyymmdd_windows_keep_their_dates(tmp_path):
+    p = prices()
+    path = write_csv(tmp_path / "ymd.csv", "day", p.index.strftime("%Y%m%d").astype(int), p)
+    d = WindowData.from_prices(path, window=20)
+    assert d.end_dates[-1] == p.index[-1]
+    assert d.start_dates.year.min() == 2020
+
+
+def test_cli_train_on_yyyymmdd_reports_real_dates(tmp_path, capsys):
+    from stressvae.cli import main
+
+    p = prices(400)
+    path = write_csv(tmp_path / "ymd.csv", "date", p.index.strftime("%Y%m%d").astype(int), p)
+    out = tmp_path / "m.safetensors"
+    args = ["--window", "16", "--epochs", "1", "--hidden", "16", "--latent-dim", "2"]
+    rc = main(["train", "--data", str(path), *args, "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "1970" not in text
+    assert str(p.index[-1].date()) in text
+
+
+def test_invalid_yyyymmdd_names_the_value_and_file(tmp_path):
+    p = prices(5)
+    ymd = [20200130, 20200131, 20200132, 20200201, 20200202]
+    path = write_csv(tmp_path / "ymd.csv", "date", ymd, p)
+    with pytest.raises(ValueError, match=r"ymd\.csv: .*'date'.*YYYYMMDD.*20200132 is not a valid"):
+        load_prices(path)
+
+
+@pytest.mark.parametrize(
+    "first",
+    [np.arange(300), np.arange(1, 301), np.arange(300) * 7 + 1000, -np.arange(300)],
+    ids=["0..n", "1..n", "sparse ids", "negative"],
+)
+def test_csv_with_an_id_column_is_refused(tmp_path, first):
+    path = write_csv(tmp_path / "ids.csv", "id", first, prices())
+    with pytest.raises(
+        ValueError, match=r"ids\.csv: the index \(first column 'id'\) must be dates"
+    ):
+        load_prices(path)
+    with pytest.raises(ValueError, match=r"ids\.csv"):
+        WindowData.from_prices(path, window=20)
+
+
+def test_csv_with_float_first_column_is_refused(tmp_path):
+    path = write_csv(tmp_path / "f.csv", "t", np.arange(300) * 0.5, prices())
+    with pytest.raises(ValueError, match=r"f\.csv: .*'t'.* must be dates, got numbers \(0\.0"):
+        load_prices(path)
+
+
+def test_default_range_index_is_refused():
+    frame = prices().reset_index(drop=True)
+    with pytest.raises(
+        ValueError, match=r"the index must be dates, got the default 0\.\.299 Range"
+    ):
+        load_prices(frame)
+    with pytest.raises(ValueError, match=r"set the\s+dates as the index"):
+        WindowData.from_prices(frame, window=20)
+    with pytest.raises(ValueError, match=r"RangeIndex"):
+        WindowData.from_prices(frame, window=20, pool=True)
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        pd.Index(np.arange(300) * 1.5),
+        pd.Index(np.arange(300) + 0.25, name="when"),
+        pd.Index(np.arange(300, dtype=np.uint32) + 5, name="row"),
+        pd.Index([*range(299), "x"], dtype=object),
+    ],
+    ids=["float", "named float", "uint", "ints and text"],
+)
+def test_numeric_index_is_refused_never_1970(index):
+    frame = prices().set_axis(index)
+    name = f" {index.name!r}" if index.name else ""
+    with pytest.raises(ValueError, match=rf"the index{name} must be dates, got numbers"):
+        load_prices(frame)
+
+
+def test_float_index_no_longer_says_duplicate_1970():
+    frame = prices().set_axis(np.linspace(0.0, 1e-7, 300))
+    with pytest.raises(ValueError) as err:
+        load_prices(frame)
+    assert "1970" not in str(err.value)
+    assert "must be dates" in str(err.value)
+
+
+# ------------------------------------------------------------ unreadable files
+def test_empty_csv_names_the_file(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.csv: the file is empty") as err:
+        load_prices(path)
+    assert isinstance(err.value.__cause__, pd.errors.EmptyDataError)
+
+
+def test_header_only_csv_names_the_file(tmp_path):
+    path = tmp_path / "header.csv"
+    path.write_text("date,A\n")
+    with pytest.raises(ValueError, match=r"header\.csv: no prices, only a header \(date, A\)"):
+        load_prices(path)
+
+
+def test_random_bytes_csv_names_the_file(tmp_path):
+    path = tmp_path / "noise.csv"
+    path.write_bytes(b"\xff\xfe\x00" + np.random.default_rng(1).bytes(4000))
+    with pytest.raises(ValueError, match=r"noise\.csv: not a readable CSV text file") as err:
+        load_prices(path)
+    assert isinstance(err.value.__cause__, UnicodeDecodeError)
+    with pytest.raises(ValueError, match=r"noise\.csv"):
+        WindowData.from_prices(path, window=20)
+
+
+def test_random_bytes_parquet_names_the_file(tmp_path):
+    path = tmp_path / "noise.parquet"
+    path.write_bytes(np.random.default_rng(2).bytes(4000))
+    with pytest.raises(ValueError, match=r"noise\.parquet: not a readable parquet file") as err:
+        load_prices(path)
+    assert err.value.__cause__ is not None
+
+
+def test_gzip_that_is_not_gzip_names_the_file(tmp_path):
+    path = tmp_path / "p.csv.gz"
+    path.write_text("date,A\n2020-01-01,1\n")
+    with pytest.raises(ValueError, match=r"p\.csv\.gz: not a readable CSV"):
+        load_prices(path)
+
+
+def test_directory_is_refused(tmp_path):
+    folder = tmp_path / "prices.csv"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=r"prices\.csv is a directory"):
+        load_prices(folder)
+
+
+def test_cli_bad_file_is_one_line_exit_2(tmp_path, capsys):
+    from stressvae.cli import main
+
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    assert main(["train", "--data", str(path), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "empty.csv: the file is empty" in err
+    assert "Traceback" not in err
+
+
+# ------------------------------------------------------------ window sizes
+def test_huge_window_is_refused_at_once():
+    # used to run a Python loop for ~30 minutes before the size check
+    p = prices()
+    with pytest.raises(ValueError, match=r"window=1000000000 is longer than the data: 300 prices"):
+        WindowData.from_prices(p, window=10**9)
+    with pytest.raises(ValueError, match=r"window=1000000000 is longer .* 299 daily returns"):
+        WindowData.from_prices(p, window=10**9, pool=True)
+    with pytest.raises(ValueError, match=r"window=300 is longer than the data"):
+        WindowData.from_prices(p, window=300)
+
+
+def test_window_that_fits_but_leaves_no_validation():
+    with pytest.raises(ValueError, match=r"need at least 1999 prices for window=200"):
+        WindowData.from_prices(prices(), window=200)
+
+
+def test_min_prices_is_the_first_length_that_fits():
+    from stressvae.data import _min_prices
+
+    def linear(window, val_fraction):  # the old scan, the definition
+        n = 3 * window + 1
+        while True:
+            cut = round((n - 1) * (1 - val_fraction))
+            if cut >= window and (n - 1) - (cut + window) >= window:
+                return n
+            n += 1
+
+    for window in (2, 3, 7, 16, 32, 64, 101):
+        for vf in (0.01, 0.05, 0.1, 0.2, 0.25, 1 / 3, 0.5, 0.75, 0.89):
+            assert _min_prices(window, vf) == linear(window, vf), (window, vf)
+    assert _min_prices(10**12, 0.2) >= 5 * 10**12  # instant, no scan
+    assert _min_prices(64, 1e-300) > 2**62  # no length is enough: stops, still says "need"
+
+
+# ------------------------------------------------------------ holdout arguments
+@pytest.mark.parametrize(
+    ("kwargs", "names"),
+    [
+        ({"holdout_offset": 1}, "holdout_offset needs holdout_every"),
+        ({"holdout_block": 100}, "holdout_block needs holdout_every"),
+        ({"holdout_block": 252}, "holdout_block needs holdout_every"),
+        ({"holdout_block": 60, "holdout_offset": 0}, "holdout_block and holdout_offset need"),
+    ],
+)
+def test_holdout_details_without_holdout_every(kwargs, names):
+    with pytest.raises(ValueError, match=names):
+        WindowData.from_prices(prices(), window=20, **kwargs)
+
+
+def test_holdout_block_default_is_252():
+    p = prices(2000)
+    a = WindowData.from_prices(p, window=20, holdout_every=3)
+    b = WindowData.from_prices(p, window=20, holdout_every=3, holdout_block=252)
+    assert np.array_equal(a.split, b.split)
+    assert np.sum(a.split == "holdout") > 0
+
+
+def test_cli_holdout_offset_alone_is_one_line(capsys):
+    from stressvae.cli import main
+
+    assert main(["train", "--holdout-offset", "1", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "holdout_offset needs holdout_every" in err
+
+
+# ------------------------------------------------------------ suspicious prices
+def test_unadjusted_split_warns_with_column_and_date():
+    p = prices(300, "AB")
+    p.iloc[150:, 1] *= 1000  # B: an unadjusted 1000:1 split
+    with pytest.warns(PriceJumpWarning, match=r"column 'B' .*2020-07-29 \(x\d{3,4}\)") as rec:
+        load_prices(p)
+    assert len(rec) == 1  # A is fine
+    with pytest.warns(PriceJumpWarning, match="'B'"):
+        WindowData.from_prices(p, window=20)
+    with pytest.warns(PriceJumpWarning, match="'B'"):
+        WindowData.from_prices(p, window=20, pool=True)
+
+
+def test_reverse_split_and_many_jumps_list_the_dates():
+    p = prices(300)
+    p.iloc[100:, 0] /= 10
+    p.iloc[200:, 0] *= 5
+    with pytest.warns(PriceJumpWarning, match=r"'A' .*2020-05-20 \(x0\.\d+\), 2020-10-07 \(x4\.9"):
+        load_prices(p)
+    q = prices(300)
+    q.iloc[1::2, 0] *= 4  # every other day: list the first five, count the rest
+    with pytest.warns(PriceJumpWarning, match=r"and 294 more"):
+        load_prices(q)
+
+
+def test_warning_is_a_user_warning_from_the_caller(tmp_path):
+    assert issubclass(PriceJumpWarning, UserWarning)
+    p = prices()
+    p.iloc[10:, 0] *= 50
+    path = tmp_path / "split.csv"
+    p.to_csv(path)
+    with pytest.warns(UserWarning, match="split.csv|'A'") as rec:
+        load_prices(path)
+    assert rec[0].filename == __file__
+
+
+def test_crash_sized_moves_do_not_warn():
+    p = prices(300)
+    p.iloc[100:, 0] *= 1 - 0.2047  # 1987-10-19
+    p.iloc[200:, 0] *= 1.6  # a very good day
+    assert abs(np.log(0.7953)) < JUMP_LIMIT
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PriceJumpWarning)
+        load_prices(p)
+
+
+@pytest.mark.parametrize("name", ["sp500", "sp500_nasdaq"])
+def test_bundled_data_gives_no_warning(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PriceJumpWarning)
+        frame = sv.load_dataset(name)
+        load_prices(frame)
+        WindowData.from_prices(frame, window=64)
+    worst = np.abs(np.diff(np.log(frame.to_numpy()), axis=0)).max()
+    assert worst < JUMP_LIMIT / 5
+
+
+def test_messages_never_mention_1970(tmp_path):
+    bad = []
+    for first in (np.arange(300), np.arange(300) * 0.5):
+        path = write_csv(tmp_path / "x.csv", "id", first, prices())
+        try:
+            load_prices(path)
+        except ValueError as err:
+            bad.append(str(err))
+    assert len(bad) == 2
+    assert not any(re.search("1970", m) for m in bad)
