@@ -169,7 +169,7 @@ def _parse_dates(idx: pd.Index, what: str) -> pd.DatetimeIndex:
         text = pd.Index([str(v) for v in idx])
         parsed = pd.to_datetime(text, format="%Y%m%d", errors="coerce")
         if parsed.hasnans:
-            bad = int(idx[np.argmax(parsed.isna())])
+            bad = idx[np.argmax(parsed.isna())]  # printed as a plain number
             raise ValueError(
                 f"{what} must be dates; it looks like YYYYMMDD integers, but {bad} is not "
                 "a valid date"
