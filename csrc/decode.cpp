@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "host_device.h"
 #include "parallel.h"
 
 namespace svae {
@@ -21,8 +22,6 @@ Blocking blocking_for(Isa isa) {
 }
 
 namespace {
-
-int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Column c of panel p comes from source column src(p, c) (or is zero when
 // src < 0). Plain layers: p * panel + c. Gaussian output layer: the first
@@ -86,13 +85,13 @@ PackedNet pack_net(const std::vector<LayerWeights>& layers, bool gaussian, int64
   net.gaussian = gaussian;
   net.ls_min = ls_min;
   net.ls_max = ls_max;
-  net.width = round_up(net.latent, 16);
+  net.width = round_up<int64_t>(net.latent, 16);
   for (size_t l = 0; l < layers.size(); ++l) {
     const bool last = l + 1 == layers.size();
     net.layers.push_back(pack_layer(layers[l], net.panel, last && gaussian, out_dim));
     if (!last) net.width = std::max(net.width, net.layers.back().panels * net.panel);
   }
-  const int64_t dpad = round_up(out_dim, 16) + 16;
+  const int64_t dpad = round_up<int64_t>(out_dim, 16) + 16;
   net.std_j.assign(static_cast<size_t>(dpad), 0.0f);
   net.mean_j.assign(static_cast<size_t>(dpad), 0.0f);
   for (int64_t j = 0; j < out_dim; ++j) {
@@ -113,20 +112,8 @@ void decode_cpu(const PackedNet& net, const DecodeArgs& a, int num_threads) {
   }
   const Blocking b = blocking_for(net.isa);
   const int64_t min_rows = 8 * b.mr;  // one block of rows per thread at least
-  parallel_rows(a.n, num_threads, min_rows, [&](int64_t r0, int64_t r1) {
-    switch (net.isa) {
-#if defined(__x86_64__)
-      case Isa::Avx512:
-        decode_rows_avx512(net, a, r0, r1);
-        return;
-      case Isa::Avx2:
-        decode_rows_avx2(net, a, r0, r1);
-        return;
-#endif
-      default:
-        decode_rows_sse2(net, a, r0, r1);
-    }
-  });
+  const auto rows = for_isa(net.isa, &decode_rows_avx512, &decode_rows_avx2, &decode_rows_sse2);
+  parallel_rows(a.n, num_threads, min_rows, [&](int64_t r0, int64_t r1) { rows(net, a, r0, r1); });
 }
 
 }  // namespace svae

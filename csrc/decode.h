@@ -78,12 +78,10 @@ PackedNet pack_net(const std::vector<LayerWeights>& layers, bool gaussian, int64
 // Runs the decode over all rows with `num_threads` threads over row blocks.
 void decode_cpu(const PackedNet& net, const DecodeArgs& args, int num_threads);
 
-// Per-ISA row-range workers (decode_<isa>.cpp).
+// Per-ISA row-range workers (kernels_<isa>.cpp).
 void decode_rows_sse2(const PackedNet& net, const DecodeArgs& a, int64_t r0, int64_t r1);
-#if defined(__x86_64__)
 void decode_rows_avx2(const PackedNet& net, const DecodeArgs& a, int64_t r0, int64_t r1);
 void decode_rows_avx512(const PackedNet& net, const DecodeArgs& a, int64_t r0, int64_t r1);
-#endif
 
 // Register blocking per ISA: rows x vectors of the micro-kernel, vector width.
 struct Blocking {

@@ -1,5 +1,5 @@
 // The decode worker, written once over SIMD traits S (simd.h) and compiled
-// per ISA in decode_<isa>.cpp after its `#pragma GCC target`. Include only
+// per ISA in kernels_<isa>.cpp after its `#pragma GCC target`. Include only
 // from those files, after simd.h.
 //
 // Per block of MB rows (activations kept in cache):
@@ -15,34 +15,31 @@
 // results do not depend on chunk sizes or thread counts.
 
 #include "decode.h"
+#include "epilogue.h"
+#include "microkernel.h"
+#include "poly.h"
+#include "tile.h"
 
 namespace svae {
 namespace decode_impl {
 
-using simd::activate;
-using simd::vexp;
+using simd::micro;
 
-inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-// acc[r][v] = sum_k A[r, k] * P[k, v*W .. v*W + W), k in order (one fma per k).
-template <class S, int MR, int NV>
-SVAE_INLINE void micro(const float* __restrict A, int64_t lda, const float* __restrict P,
-                       int64_t K, typename S::V (&acc)[MR][NV]) {
-  constexpr int W = S::W;
-#pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[r][v] = S::zero();
-  for (int64_t k = 0; k < K; ++k) {
-    typename S::V b[NV];
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) b[v] = S::load(P + k * (NV * W) + v * W);
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) {
-      const typename S::V av = S::set1(A[r * lda + k]);
-#pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[r][v] = S::fma(av, b[v], acc[r][v]);
-    }
+// The hidden layers' activation (codes of decode.h), over S.
+template <class S>
+SVAE_INLINE typename S::V activate(typename S::V x, int act) {
+  switch (act) {
+    case kSilu:
+      return S::mul(x, poly::sigmoid<S>(x));
+    case kRelu:
+      return S::max(x, S::zero());
+    case kTanh:
+      return poly::tanh<S>(x);
+    case kGelu:  // exact (erf) GELU, as torch.nn.GELU() by default
+      return S::mul(S::mul(S::set1(0.5f), x),
+                    S::add(S::set1(1.0f), poly::erf<S>(S::mul(x, S::set1(0.70710678118654752f)))));
+    default:
+      return x;
   }
 }
 
@@ -118,7 +115,7 @@ SVAE_INLINE void output_layer(const PackedNet& net, const PackedLayer& L, const 
           if (GAUSS && NOISE) {
             typename S::V ls = S::add(acc[r][v + NM], bias[v + NM]);
             ls = S::min(S::max(ls, lo), hi);
-            x = S::fma(vexp<S>(ls), S::load(eps + row * eps_ld + j0), x);
+            x = S::fma(poly::exp<S>(ls), S::load(eps + row * eps_ld + j0), x);
           }
           const typename S::V y = S::fma(x, S::load(net.std_j.data() + j0), S::load(mean_j + j0));
           if (j0 + W <= D)
@@ -137,7 +134,7 @@ void decode_rows(const PackedNet& net, const DecodeArgs& a, int64_t r0, int64_t 
   constexpr int64_t MB = 8 * MR;  // rows per block
   const int64_t ld = net.width;
   const int64_t D = net.out_dim;
-  const int64_t eps_ld = round_up(D, W);
+  const int64_t eps_ld = round_up<int64_t>(D, W);
   const bool gauss = net.gaussian;
   const bool noise = gauss && a.noise;
   std::vector<float> buf_a(static_cast<size_t>(MB * ld), 0.0f);
@@ -150,7 +147,7 @@ void decode_rows(const PackedNet& net, const DecodeArgs& a, int64_t r0, int64_t 
   const tile::LaneMap zmap(net.latent), emap(D);
   for (int64_t blk = r0; blk < r1; blk += MB) {
     const int64_t rows = std::min<int64_t>(MB, r1 - blk);
-    const int64_t rows_pad = round_up(rows, MR);
+    const int64_t rows_pad = round_up<int64_t>(rows, MR);
     float* in = buf_a.data();
     float* nxt = buf_b.data();
     if (a.z) {
@@ -179,24 +176,9 @@ void decode_rows(const PackedNet& net, const DecodeArgs& a, int64_t r0, int64_t 
                                             mean_j.data(), out);
     if (a.demean || a.cumulative) {
       const int64_t A = net.assets, T = D / A;
-      for (int64_t r = 0; r < rows; ++r) {
-        float* y = out + r * D;
-        for (int64_t s = 0; s < A; ++s) {
-          if (a.demean) {
-            double m = 0.0;
-            for (int64_t t = 0; t < T; ++t) m += y[t * A + s];
-            const float mf = static_cast<float>(m / static_cast<double>(T));
-            for (int64_t t = 0; t < T; ++t) y[t * A + s] -= mf;
-          }
-          if (a.cumulative) {
-            double c = 0.0;
-            for (int64_t t = 0; t < T; ++t) {
-              c += y[t * A + s];
-              y[t * A + s] = static_cast<float>(c);
-            }
-          }
-        }
-      }
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t s = 0; s < A; ++s)
+          demean_cumsum(out + r * D + s, T, A, a.demean, a.cumulative);
     }
   }
 }

@@ -4,27 +4,16 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "decode.h"  // blocking_for
+#include "host_device.h"
 #include "parallel.h"
 
 namespace svae {
 
 namespace {
 
-int vector_width(Isa isa) {
-  switch (isa) {
-    case Isa::Avx512:
-      return 16;
-    case Isa::Avx2:
-      return 8;
-    default:
-      return 4;
-  }
-}
-
-// Rows of the micro-kernel per ISA (x 3 gate vectors): see rollout_kernels.h.
+// Rows of the micro-kernel per ISA (x 3 gate vectors): see kernels_<isa>.cpp.
 int rows_for(Isa isa) { return isa == Isa::Avx512 ? 8 : 4; }
-
-int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Interleaved gate column of (gate g, unit i): panel i / W, then [r | u | n].
 int64_t gate_col(int64_t g, int64_t i, int w) { return (i / w) * 3 * w + g * w + (i % w); }
@@ -37,15 +26,15 @@ PackedGru pack_gru(const GruWeights& g, const float* scaler_mean, const float* s
     throw std::invalid_argument("pack_gru: latent, hidden and assets must be >= 1");
   PackedGru P;
   P.isa = resolve_isa(isa);
-  P.w = vector_width(P.isa);
+  P.w = blocking_for(P.isa).w;
   const int W = P.w;
   const int64_t L = g.latent, H = g.hidden, A = g.assets;
   P.latent = L;
   P.hidden = H;
   P.assets = A;
-  P.hp = round_up(H, W);
+  P.hp = round_up<int64_t>(H, W);
   P.panels = P.hp / W;
-  P.op = round_up(2 * A, W);
+  P.op = round_up<int64_t>(2 * A, W);
   P.ls_min = ls_min;
   P.ls_max = ls_max;
   const int64_t G = P.panels * 3 * W;  // interleaved gate columns
@@ -97,20 +86,9 @@ void rollout_cpu(const PackedGru& net, const RolloutArgs& a, int num_threads) {
     validate_sample_args(a.sampler);
   }
   const int64_t min_rows = 8 * rows_for(net.isa);
-  parallel_rows(a.n, num_threads, min_rows, [&](int64_t r0, int64_t r1) {
-    switch (net.isa) {
-#if defined(__x86_64__)
-      case Isa::Avx512:
-        rollout_rows_avx512(net, a, r0, r1);
-        return;
-      case Isa::Avx2:
-        rollout_rows_avx2(net, a, r0, r1);
-        return;
-#endif
-      default:
-        rollout_rows_sse2(net, a, r0, r1);
-    }
-  });
+  const auto rows =
+      for_isa(net.isa, &rollout_rows_avx512, &rollout_rows_avx2, &rollout_rows_sse2);
+  parallel_rows(a.n, num_threads, min_rows, [&](int64_t r0, int64_t r1) { rows(net, a, r0, r1); });
 }
 
 }  // namespace svae

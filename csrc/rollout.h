@@ -70,9 +70,7 @@ PackedGru pack_gru(const GruWeights& w, const float* scaler_mean, const float* s
 void rollout_cpu(const PackedGru& net, const RolloutArgs& args, int num_threads);
 
 void rollout_rows_sse2(const PackedGru& net, const RolloutArgs& a, int64_t r0, int64_t r1);
-#if defined(__x86_64__)
 void rollout_rows_avx2(const PackedGru& net, const RolloutArgs& a, int64_t r0, int64_t r1);
 void rollout_rows_avx512(const PackedGru& net, const RolloutArgs& a, int64_t r0, int64_t r1);
-#endif
 
 }  // namespace svae

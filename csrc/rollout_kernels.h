@@ -1,6 +1,6 @@
 // The rollout worker, written once over SIMD traits S (simd.h) and compiled
-// per ISA in decode_<isa>.cpp after its `#pragma GCC target`, like the
-// decode worker. Include only from those files, after decode_kernels.h.
+// per ISA in kernels_<isa>.cpp after its `#pragma GCC target`, like the
+// decode worker. Include only from those files, after simd.h.
 //
 // Per block of MB rows, everything in cache: z [MB, L], gz = z @ Wz + b
 // [MB, 3hp], h and the next h [MB, hp], the inputs (x, |x|) [MB, 2A], the
@@ -10,15 +10,16 @@
 // of the day. Every row goes through the same instructions wherever it sits
 // in a block, so results do not depend on chunk sizes or thread counts.
 
+#include "epilogue.h"
+#include "microkernel.h"
+#include "poly.h"
 #include "rollout.h"
+#include "tile.h"
 
 namespace svae {
 namespace rollout_impl {
 
-using decode_impl::micro;
-using decode_impl::round_up;
-using simd::vsigmoid;
-using simd::vtanh;
+using simd::micro;
 
 // out[r, p*NP + v*W ..] = (act)(in[r, :] @ P_p + bias) over all panels.
 template <class S, int MR, int NV, bool TANH>
@@ -34,7 +35,7 @@ SVAE_INLINE void dense(const float* in, int64_t ld_in, int64_t K, const float* P
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) {
           typename S::V y = S::add(acc[r][v], S::load(bias + p * NP + v * W));
-          if (TANH) y = vtanh<S>(y);
+          if (TANH) y = poly::tanh<S>(y);
           S::store(out + (r0 + r) * ld_out + p * NP + v * W, y);
         }
     }
@@ -62,7 +63,7 @@ void rollout_rows(const PackedGru& net, const RolloutArgs& a, int64_t r0, int64_
   const tile::LaneMap zmap(L), amap(A);
   for (int64_t blk = r0; blk < r1; blk += MB) {
     const int64_t rows = std::min<int64_t>(MB, r1 - blk);
-    const int64_t rows_pad = round_up(rows, MR);
+    const int64_t rows_pad = round_up<int64_t>(rows, MR);
     if (a.z) {
       for (int64_t r = 0; r < rows; ++r)
         std::copy(a.z + (blk + r) * L, a.z + (blk + r + 1) * L, zb.data() + r * L);
@@ -100,9 +101,9 @@ void rollout_rows(const PackedGru& net, const RolloutArgs& a, int64_t r0, int64_
               iu = S::fma(xv, S::load(wx + W), iu);
               in = S::fma(xv, S::load(wx + 2 * W), in);
             }
-            const V rg = vsigmoid<S>(S::add(ir, acc[r][0]));
-            const V ug = vsigmoid<S>(S::add(iu, acc[r][1]));
-            const V ng = vtanh<S>(S::fma(rg, S::add(acc[r][2], bhn), in));
+            const V rg = poly::sigmoid<S>(S::add(ir, acc[r][0]));
+            const V ug = poly::sigmoid<S>(S::add(iu, acc[r][1]));
+            const V ng = poly::tanh<S>(S::fma(rg, S::add(acc[r][2], bhn), in));
             const V hold = S::load(h.data() + row * HP + p * W);
             S::store(hn.data() + row * HP + p * W, S::fma(ug, S::sub(hold, ng), ng));
           }
@@ -140,24 +141,10 @@ void rollout_rows(const PackedGru& net, const RolloutArgs& a, int64_t r0, int64_
                                gz.data(), G, rows_pad);
       }
     }
-    if (a.demean) {
-      for (int64_t r = 0; r < rows; ++r) {
-        float* y = a.out + (blk + r) * T * A;
-        for (int64_t s = 0; s < A; ++s) {
-          double m = 0.0;
-          for (int64_t t = 0; t < T; ++t) m += y[t * A + s];
-          const float mf = static_cast<float>(m / static_cast<double>(T));
-          double cc = 0.0;
-          for (int64_t t = 0; t < T; ++t) {
-            y[t * A + s] -= mf;
-            if (a.cumulative) {
-              cc += y[t * A + s];
-              y[t * A + s] = static_cast<float>(cc);
-            }
-          }
-        }
-      }
-    }
+    if (a.demean)  // else the cumulative sum is made inline, day by day
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t s = 0; s < A; ++s)
+          demean_cumsum(a.out + (blk + r) * T * A + s, T, A, true, a.cumulative);
   }
 }
 

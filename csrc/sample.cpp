@@ -131,20 +131,9 @@ void sample_cpu(const SampleArgs& a, int num_threads, Isa isa) {
   if (!a.z) throw std::invalid_argument("sample_cpu: null buffer");
   validate_sample_args(a);
   const Isa level = resolve_isa(isa);
-  parallel_rows(a.n, num_threads, min_rows_per_thread(a.d), [&](int64_t r0, int64_t r1) {
-    switch (level) {
-#if defined(__x86_64__)
-      case Isa::Avx512:
-        sample_avx512(a, r0, r1);
-        return;
-      case Isa::Avx2:
-        sample_avx2(a, r0, r1);
-        return;
-#endif
-      default:
-        sample_baseline(a, r0, r1);
-    }
-  });
+  const auto rows = for_isa(level, &sample_avx512, &sample_avx2, &sample_baseline);
+  parallel_rows(a.n, num_threads, min_rows_per_thread(a.d),
+                [&](int64_t r0, int64_t r1) { rows(a, r0, r1); });
 }
 
 void normals_cpu(float* out, int64_t n, int64_t d, uint64_t seed, uint32_t tag, uint64_t offset,
@@ -154,20 +143,8 @@ void normals_cpu(float* out, int64_t n, int64_t d, uint64_t seed, uint32_t tag, 
   if (!out) throw std::invalid_argument("normals_cpu: null buffer");
   const Isa level = resolve_isa(isa);
   const NormalsArgs a{out, d, seed, tag, offset};
-  parallel_rows(n, num_threads, min_rows_per_thread(d), [&](int64_t r0, int64_t r1) {
-    switch (level) {
-#if defined(__x86_64__)
-      case Isa::Avx512:
-        normals_avx512(a, r0, r1);
-        return;
-      case Isa::Avx2:
-        normals_avx2(a, r0, r1);
-        return;
-#endif
-      default:
-        normals_baseline(a, r0, r1);
-    }
-  });
+  const auto rows = for_isa(level, &normals_avx512, &normals_avx2, &normals_baseline);
+  parallel_rows(n, num_threads, min_rows_per_thread(d), [&](int64_t r0, int64_t r1) { rows(a, r0, r1); });
 }
 
 }  // namespace svae

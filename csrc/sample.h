@@ -49,4 +49,18 @@ Isa best_isa();
 Isa resolve_isa(Isa requested);  // throws if the CPU lacks the requested level
 const char* isa_name(Isa isa);
 
+// The entry point of level `isa` among an op's per-ISA entry points: the one
+// switch over levels (a resolved level: Auto is not expected here).
+template <class Fn>
+Fn for_isa(Isa isa, Fn avx512, Fn avx2, Fn baseline) {
+  switch (isa) {
+    case Isa::Avx512:
+      return avx512;
+    case Isa::Avx2:
+      return avx2;
+    default:
+      return baseline;
+  }
+}
+
 }  // namespace svae

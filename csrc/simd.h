@@ -1,16 +1,14 @@
-// Host SIMD traits for the decode micro-kernels: one struct per instruction
-// set (AVX-512, AVX2+FMA, SSE2 baseline) with the same small set of static
-// functions, so that a kernel written once as a template compiles for each
-// level. Also the vector math the decoder's activations need (exp, sigmoid,
-// tanh, erf), accurate to a few float32 ulp.
+// Host SIMD traits: one struct per instruction set (AVX-512, AVX2+FMA, SSE2
+// baseline) with the same small set of static functions, so that a kernel
+// written once as a template compiles for each level. The math over them
+// (exp, sigmoid, tanh, erf) is poly.h's, shared with the device.
 //
-// Each ISA is compiled in its own translation unit (decode_<isa>.cpp): it
-// includes the standard headers and tile.h first, then sets
-// `#pragma GCC target(...)`, defines SVAE_SIMD_<ISA> and includes this file,
-// so every function defined from here on is built for that ISA and only that
-// ISA's traits are visible. Host only: csrc/cuda has its own device code.
-//
-// No include guard on purpose: each TU includes it once, after its pragma.
+// Each ISA is compiled in its own translation unit (kernels_<isa>.cpp): it
+// includes the standard headers first, then sets `#pragma GCC target(...)`,
+// defines SVAE_SIMD_<ISA> and includes this file and the kernels, so every
+// function defined from there on is built for that ISA and only that ISA's
+// traits are visible. Host only.
+#pragma once
 
 #if !defined(__x86_64__)
 #error "simd.h is for x86-64 hosts"
@@ -145,85 +143,6 @@ struct Sse2 {
   }
 };
 #endif
-
-// ------------------------------------------------------------------ math
-// exp(x) for x in [-87, 88] (clamped): Cephes expf. ~1 ulp.
-template <class S>
-SVAE_INLINE typename S::V vexp(typename S::V x) {
-  using V = typename S::V;
-  x = S::min(S::max(x, S::set1(-87.0f)), S::set1(88.0f));
-  const V k = S::round(S::mul(x, S::set1(1.44269504088896341f)));
-  V r = S::fma(k, S::set1(-0.693359375f), x);
-  r = S::fma(k, S::set1(2.12194440e-4f), r);
-  const V r2 = S::mul(r, r);
-  V p = S::set1(1.9875691500e-4f);
-  p = S::fma(p, r, S::set1(1.3981999507e-3f));
-  p = S::fma(p, r, S::set1(8.3334519073e-3f));
-  p = S::fma(p, r, S::set1(4.1665795894e-2f));
-  p = S::fma(p, r, S::set1(1.6666665459e-1f));
-  p = S::fma(p, r, S::set1(5.0000001201e-1f));
-  p = S::fma(p, r2, r);
-  p = S::add(p, S::set1(1.0f));
-  return S::mul(p, S::pow2i(k));
-}
-
-// 1 / (1 + exp(-x))
-template <class S>
-SVAE_INLINE typename S::V vsigmoid(typename S::V x) {
-  return S::div(S::set1(1.0f), S::add(S::set1(1.0f), vexp<S>(S::sub(S::zero(), x))));
-}
-
-// tanh: an odd polynomial near 0 (Cephes tanhf, |x| < 0.625), else
-// 1 - 2 / (exp(2|x|) + 1) with the sign of x.
-template <class S>
-SVAE_INLINE typename S::V vtanh(typename S::V x) {
-  using V = typename S::V;
-  const V ax = S::abs(x);
-  const V x2 = S::mul(x, x);
-  V p = S::set1(-5.70498872745e-3f);
-  p = S::fma(p, x2, S::set1(2.06390887954e-2f));
-  p = S::fma(p, x2, S::set1(-5.37397155531e-2f));
-  p = S::fma(p, x2, S::set1(1.33314422036e-1f));
-  p = S::fma(p, x2, S::set1(-3.33332819422e-1f));
-  const V small = S::fma(S::mul(p, x2), x, x);
-  const V e = vexp<S>(S::mul(S::set1(2.0f), S::min(ax, S::set1(40.0f))));
-  const V big = S::sub(S::set1(1.0f), S::div(S::set1(2.0f), S::add(e, S::set1(1.0f))));
-  return S::select_lt(ax, S::set1(0.625f), small, S::copysign(big, x));
-}
-
-// erf(x): Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7).
-template <class S>
-SVAE_INLINE typename S::V verf(typename S::V x) {
-  using V = typename S::V;
-  const V ax = S::abs(x);
-  const V t = S::div(S::set1(1.0f), S::fma(S::set1(0.3275911f), ax, S::set1(1.0f)));
-  V p = S::set1(1.061405429f);
-  p = S::fma(p, t, S::set1(-1.453152027f));
-  p = S::fma(p, t, S::set1(1.421413741f));
-  p = S::fma(p, t, S::set1(-0.284496736f));
-  p = S::fma(p, t, S::set1(0.254829592f));
-  p = S::mul(p, t);
-  const V y = S::sub(S::set1(1.0f), S::mul(p, vexp<S>(S::sub(S::zero(), S::mul(ax, ax)))));
-  return S::copysign(y, x);
-}
-
-// Activation codes are svae::Activation (decode.h), included before this file.
-template <class S>
-SVAE_INLINE typename S::V activate(typename S::V x, int act) {
-  switch (act) {
-    case kSilu:
-      return S::mul(x, vsigmoid<S>(x));
-    case kRelu:
-      return S::max(x, S::zero());
-    case kTanh:
-      return vtanh<S>(x);
-    case kGelu:  // exact (erf) GELU, as torch.nn.GELU() by default
-      return S::mul(S::mul(S::set1(0.5f), x),
-                    S::add(S::set1(1.0f), verf<S>(S::mul(x, S::set1(0.70710678118654752f)))));
-    default:
-      return x;
-  }
-}
 
 }  // namespace simd
 }  // namespace svae
