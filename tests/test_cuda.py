@@ -323,7 +323,7 @@ def test_cuda_rollout_self_check_and_counts(rng):
     gpu = native.CudaRollout(ex)
     z = torch.from_numpy(rng.normal(size=(10, 7)).astype(np.float32)).cuda()
     gpu.rollout(z, 5, seed=0)
-    assert (gpu.index, 7, 50, 1) in native._ROLLOUT_CHECKED
+    assert ("rollout", gpu.index, 7, 50, 1) in native.selfcheck.passed()
     assert native.native_info()["counts"]["rollout_cuda_rows"] - before >= 10
 
 

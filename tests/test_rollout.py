@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import bits
 
-from stressvae import ScenarioGenerator, ScenarioVAE, native
+from stressvae import ScenarioGenerator, ScenarioVAE, _core, native
 from stressvae.data import Scaler
 
 
@@ -46,7 +46,7 @@ def assert_close(y, ref):
 
 
 _LEVELS = ("baseline", "avx2", "avx512")
-ISAS = list(_LEVELS[: _LEVELS.index(native._core.best_isa()) + 1])
+ISAS = list(_LEVELS[: _LEVELS.index(_core.best_isa()) + 1])
 
 
 @pytest.mark.parametrize("isa", ISAS)
