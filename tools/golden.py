@@ -49,7 +49,9 @@ def h(x) -> str:
         d.update(",".join(map(str, x.columns)).encode())
         for c in x.columns:
             col = x[c]
-            if not (pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)):
+            if not (
+                pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)
+            ):
                 d.update("|".join(map(str, col)).encode())
             else:
                 d.update(np.ascontiguousarray(col.to_numpy()).tobytes())
