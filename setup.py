@@ -167,7 +167,7 @@ def extensions() -> list[Pybind11Extension]:
     if mode != "off" and have_nvcc:
         cuda = Pybind11Extension(
             "stressvae._cuda",
-            sources=[f"{CSRC}/bindings_cuda.cpp"],
+            sources=[f"{CSRC}/bindings_cuda.cpp", f"{CSRC}/cuda/pack.cpp"],
             include_dirs=[CSRC],
             cxx_std=17,
             extra_compile_args=HOST_FLAGS,
@@ -176,6 +176,7 @@ def extensions() -> list[Pybind11Extension]:
             f"{CSRC}/cuda/sample.cu",
             f"{CSRC}/cuda/decode.cu",
             f"{CSRC}/cuda/rollout.cu",
+            f"{CSRC}/cuda/epilogue.cu",
         ]
         exts.append(cuda)
     elif mode != "off":

@@ -14,9 +14,10 @@
 #include <stdexcept>
 #include <string>
 
+#include "decode.h"
 #include "parallel.h"
 #include "philox.h"
-#include "decode.h"
+#include "py_weights.h"
 #include "rollout.h"
 #include "sample.h"
 
@@ -24,17 +25,14 @@ namespace py = pybind11;
 
 namespace {
 
-using FArray = py::array_t<float, py::array::c_style>;
+using svae::py_weights::FArray;
+using svae::py_weights::require;
 using I64Array = py::array_t<int64_t, py::array::c_style>;
 using U32Array = py::array_t<uint32_t, py::array::c_style>;
 
 std::atomic<uint64_t> g_sample_calls{0}, g_sample_rows{0}, g_normals_calls{0}, g_normals_rows{0};
 std::atomic<uint64_t> g_decode_calls{0}, g_decode_rows{0}, g_fused_calls{0}, g_fused_rows{0};
 std::atomic<uint64_t> g_rollout_calls{0}, g_rollout_rows{0};
-
-void require(bool ok, const std::string& msg) {
-  if (!ok) throw std::invalid_argument(msg);
-}
 
 svae::Isa isa_from(const std::string& name) {
   if (name == "auto") return svae::Isa::Auto;
@@ -162,38 +160,11 @@ struct Decoder {
   svae::PackedNet net;
 };
 
-int activation_code(const std::string& name) {
-  if (name == "identity" || name.empty()) return svae::kIdentity;
-  if (name == "silu") return svae::kSilu;
-  if (name == "relu") return svae::kRelu;
-  if (name == "tanh") return svae::kTanh;
-  if (name == "gelu") return svae::kGelu;
-  throw std::invalid_argument("activation must be silu, relu, tanh, gelu or identity; got '" +
-                              name + "'");
-}
-
 std::unique_ptr<Decoder> make_decoder(const py::list& layers, bool gaussian, int64_t out_dim,
                                       int64_t assets, FArray scaler_mean, FArray scaler_std,
                                       float ls_min, float ls_max, const std::string& isa) {
-  std::vector<svae::LayerWeights> ws;
   std::vector<FArray> keep;  // hold references while packing
-  for (const auto& item : layers) {
-    auto t = item.cast<py::tuple>();
-    require(t.size() == 3, "each layer is (w [k, n], b [n], activation)");
-    FArray w = t[0].cast<FArray>();
-    FArray b = t[1].cast<FArray>();
-    require(w.ndim() == 2 && b.ndim() == 1 && b.shape(0) == w.shape(1),
-            "layer weights must be w [k, n] and b [n]");
-    svae::LayerWeights L;
-    L.w = w.data();
-    L.b = b.data();
-    L.k = w.shape(0);
-    L.n = w.shape(1);
-    L.activation = activation_code(t[2].is_none() ? "" : t[2].cast<std::string>());
-    ws.push_back(L);
-    keep.push_back(w);
-    keep.push_back(b);
-  }
+  const std::vector<svae::LayerWeights> ws = svae::py_weights::mlp_layers(layers, keep);
   require(scaler_mean.ndim() == 1 && scaler_mean.shape(0) == assets &&
               scaler_std.ndim() == 1 && scaler_std.shape(0) == assets,
           "scaler mean and std must be [assets]");
@@ -298,22 +269,11 @@ std::unique_ptr<Rollout> make_rollout(FArray w0, FArray b0, FArray w_x, FArray w
                                       FArray w_h, FArray b_h, FArray w_o, FArray b_o,
                                       FArray scaler_mean, FArray scaler_std, float ls_min,
                                       float ls_max, const std::string& isa) {
-  require(w0.ndim() == 2, "w0 must be [latent, hidden]");
-  const int64_t L = w0.shape(0), H = w0.shape(1);
-  require(w_o.ndim() == 2 && w_o.shape(0) == H && w_o.shape(1) % 2 == 0, "w_o must be [hidden, 2A]");
-  const int64_t A = w_o.shape(1) / 2;
-  require(b0.ndim() == 1 && b0.shape(0) == H, "b0 must be [hidden]");
-  require(w_x.ndim() == 2 && w_x.shape(0) == 2 * A && w_x.shape(1) == 3 * H, "w_x must be [2A, 3H]");
-  require(w_z.ndim() == 2 && w_z.shape(0) == L && w_z.shape(1) == 3 * H, "w_z must be [latent, 3H]");
-  require(w_h.ndim() == 2 && w_h.shape(0) == H && w_h.shape(1) == 3 * H, "w_h must be [H, 3H]");
-  require(b_i.ndim() == 1 && b_i.shape(0) == 3 * H && b_h.ndim() == 1 && b_h.shape(0) == 3 * H,
-          "b_i and b_h must be [3H]");
-  require(b_o.ndim() == 1 && b_o.shape(0) == 2 * A, "b_o must be [2A]");
+  const svae::GruWeights g = svae::py_weights::gru_weights(w0, b0, w_x, w_z, b_i, w_h, b_h, w_o, b_o);
+  const int64_t A = g.assets;
   require(scaler_mean.ndim() == 1 && scaler_mean.shape(0) == A && scaler_std.ndim() == 1 &&
               scaler_std.shape(0) == A,
           "scaler mean and std must be [assets]");
-  svae::GruWeights g{w0.data(), b0.data(), w_x.data(), w_z.data(), b_i.data(),
-                     w_h.data(), b_h.data(), w_o.data(), b_o.data(), L, H, A};
   auto r = std::make_unique<Rollout>();
   r->net = svae::pack_gru(g, scaler_mean.data(), scaler_std.data(), ls_min, ls_max, isa_from(isa));
   return r;

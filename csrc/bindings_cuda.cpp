@@ -1,20 +1,24 @@
 // stressvae._cuda: the CUDA native core. Takes raw device pointers and the
-// caller's stream as integers (stressvae/native.py takes them from torch
+// caller's stream as integers (stressvae.native takes them from torch
 // tensors after validating them); no torch or CUDA header is included here.
+// The weight packers run on the host (numpy in, numpy out) and work without
+// a GPU.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
+#include <cstdint>
 #include <stdexcept>
+#include <string>
 #include <tuple>
 #include <vector>
 
-#include <atomic>
-#include <cstdint>
-#include <string>
-
 #include "cuda/decode_cuda.h"
+#include "cuda/pack.h"
 #include "cuda/rollout_cuda.h"
 #include "cuda/sample_cuda.h"
+#include "py_weights.h"
 
 namespace py = pybind11;
 
@@ -27,6 +31,38 @@ std::atomic<uint64_t> g_rollout_calls{0}, g_rollout_rows{0};
 template <class T>
 T* ptr(uintptr_t p) {
   return reinterpret_cast<T*>(p);
+}
+
+using svae::py_weights::FArray;
+
+// A packed host buffer as a new float32 numpy array of `shape`.
+FArray to_numpy(const std::vector<float>& v, std::vector<py::ssize_t> shape) {
+  FArray a(shape);
+  std::copy(v.begin(), v.end(), a.mutable_data());
+  return a;
+}
+
+py::list pack_decoder(const py::list& layers, bool gaussian, int64_t out_dim) {
+  std::vector<FArray> keep;
+  const auto ws = svae::py_weights::mlp_layers(layers, keep);
+  const auto packed = svae::cuda::pack_decoder(ws, gaussian, out_dim);
+  py::list out;
+  for (const auto& P : packed)
+    out.append(py::make_tuple(to_numpy(P.w, {P.k, P.n_pad}), to_numpy(P.b, {P.n_pad}),
+                              P.activation));
+  return out;
+}
+
+py::tuple pack_rollout(const FArray& w0, const FArray& b0, const FArray& w_x, const FArray& w_z,
+                       const FArray& b_i, const FArray& w_h, const FArray& b_h, const FArray& w_o,
+                       const FArray& b_o) {
+  const svae::GruWeights g =
+      svae::py_weights::gru_weights(w0, b0, w_x, w_z, b_i, w_h, b_h, w_o, b_o);
+  const svae::cuda::HostRollout P = svae::cuda::pack_rollout(g);
+  const auto L = static_cast<py::ssize_t>(P.latent), hp = static_cast<py::ssize_t>(P.hp);
+  return py::make_tuple(to_numpy(P.image, {static_cast<py::ssize_t>(P.image.size())}),
+                        to_numpy(P.w0, {L, hp}), to_numpy(P.b0, {hp}),
+                        to_numpy(P.wz, {L, py::ssize_t{3}, hp}));
 }
 
 }  // namespace
@@ -126,6 +162,18 @@ PYBIND11_MODULE(_cuda, m) {
       },
       "Fused GRU rollout on the device: packed weights (see rollout_cuda.h), z given or "
       "drawn, out [n, horizon, assets] on `stream`.");
+  m.def("pack_decoder", &pack_decoder, py::arg("layers"), py::arg("gaussian"),
+        py::arg("out_dim"),
+        "Host packing of the decoder for decode(): layers [(w [k, n], b [n], activation)] "
+        "(float32, as the CPU Decoder takes them) -> [(w [k, n_pad], b [n_pad], activation "
+        "code)], the output layer in groups of 4 means (+ 4 log-scales).");
+  m.def("pack_rollout", &pack_rollout, py::arg("w0").noconvert(), py::arg("b0").noconvert(),
+        py::arg("w_x").noconvert(), py::arg("w_z").noconvert(), py::arg("b_i").noconvert(),
+        py::arg("w_h").noconvert(), py::arg("b_h").noconvert(), py::arg("w_o").noconvert(),
+        py::arg("b_o").noconvert(),
+        "Host packing of the GRU decoder for rollout() (layout: rollout_cuda.h): the CPU "
+        "Rollout's arrays -> (image [image_floats], w0 [latent, hp], b0 [hp], "
+        "wz [latent, 3, hp]).");
   m.def(
       "rollout_shape",
       [](int hidden, int assets) {

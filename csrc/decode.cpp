@@ -59,22 +59,9 @@ PackedLayer pack_layer(const LayerWeights& L, int panel, bool interleave, int64_
 PackedNet pack_net(const std::vector<LayerWeights>& layers, bool gaussian, int64_t out_dim,
                    int64_t assets, const float* scaler_mean, const float* scaler_std, float ls_min,
                    float ls_max, Isa isa) {
-  if (layers.empty()) throw std::invalid_argument("decoder: at least one layer");
   if (out_dim <= 0 || assets <= 0 || out_dim % assets != 0)
     throw std::invalid_argument("decoder: out_dim must be a positive multiple of assets");
-  for (size_t l = 0; l < layers.size(); ++l) {
-    const auto& L = layers[l];
-    if (!L.w || !L.b || L.k <= 0 || L.n <= 0)
-      throw std::invalid_argument("decoder: layer " + std::to_string(l) + " is empty");
-    if (l > 0 && L.k != layers[l - 1].n)
-      throw std::invalid_argument("decoder: layer " + std::to_string(l) + " takes " +
-                                  std::to_string(L.k) + " inputs but layer " +
-                                  std::to_string(l - 1) + " gives " +
-                                  std::to_string(layers[l - 1].n));
-  }
-  if (layers.back().n != (gaussian ? 2 : 1) * out_dim)
-    throw std::invalid_argument("decoder: the last layer must give " +
-                                std::to_string((gaussian ? 2 : 1) * out_dim) + " outputs");
+  check_layers(layers, gaussian, out_dim, "decoder");
   PackedNet net;
   net.isa = resolve_isa(isa);
   const Blocking b = blocking_for(net.isa);

@@ -18,6 +18,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "sample.h"
@@ -68,6 +70,27 @@ struct DecodeArgs {
   bool cumulative = false;   // write log prices instead of returns
   const float* shift = nullptr;  // [assets] added after unscaling (drift), or null
 };
+
+// Checks that the layers chain (each takes the previous one's outputs) and
+// that the last gives D (mse) or 2 D (gaussian) outputs; throws
+// std::invalid_argument naming `who`. Shared with the CUDA packing.
+inline void check_layers(const std::vector<LayerWeights>& layers, bool gaussian,
+                         int64_t out_dim, const std::string& who) {
+  if (layers.empty()) throw std::invalid_argument(who + ": at least one layer");
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const auto& L = layers[l];
+    if (!L.w || !L.b || L.k <= 0 || L.n <= 0)
+      throw std::invalid_argument(who + ": layer " + std::to_string(l) + " is empty");
+    if (l > 0 && L.k != layers[l - 1].n)
+      throw std::invalid_argument(who + ": layer " + std::to_string(l) + " takes " +
+                                  std::to_string(L.k) + " inputs but layer " +
+                                  std::to_string(l - 1) + " gives " +
+                                  std::to_string(layers[l - 1].n));
+  }
+  if (out_dim <= 0 || layers.back().n != (gaussian ? 2 : 1) * out_dim)
+    throw std::invalid_argument(who + ": the last layer must give " +
+                                std::to_string((gaussian ? 2 : 1) * out_dim) + " outputs");
+}
 
 // Packs weights for `isa` (Auto: the best the CPU supports). Throws
 // std::invalid_argument on inconsistent shapes.

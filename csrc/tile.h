@@ -1,5 +1,5 @@
 // The Philox tile machinery shared by the CPU sampler (sample.cpp) and the
-// decoder's fused sampling and observation noise (decode_*.cpp).
+// decoder's fused sampling and observation noise (kernels_<isa>.cpp).
 //
 // Work goes in tiles of kLanes Philox blocks (a block = 4 elements of one
 // row). A tile holds whole rows (kLanes / ceil(d/4) of them) or, for d > 256,
@@ -45,7 +45,7 @@ struct LaneMap {
   alignas(64) uint64_t row[kLanes] = {};
   alignas(64) uint32_t block[kLanes] = {};
 
-  explicit LaneMap(int64_t d) : nblk((d + 3) / 4) {
+  SVAE_HD explicit LaneMap(int64_t d) : nblk((d + 3) / 4) {
     rows_per_tile = nblk <= kLanes ? kLanes / nblk : 0;
     for (int l = 0; l < kLanes; ++l) {
       row[l] = rows_per_tile ? static_cast<uint64_t>(l / nblk) : 0;
@@ -226,10 +226,6 @@ SVAE_HD void for_each_tile(const LaneMap& map, int64_t r0, int64_t r1, int64_t d
     }
   }
 }
-
-// Lambdas passed to the always-inline bodies are inlined too, so that they
-// are compiled for the ISA of the entry point that includes them.
-#define SVAE_LAMBDA_INLINE __attribute__((always_inline))
 
 // Lambdas passed to the always-inline bodies are inlined too, so that they
 // are compiled for the ISA of the entry point that includes them.

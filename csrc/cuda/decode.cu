@@ -14,10 +14,11 @@
 #include <cuda_runtime.h>
 
 #include <stdexcept>
-#include <string>
 
 #include "../philox.h"
+#include "check.cuh"
 #include "decode_cuda.h"
+#include "epilogue_cuda.h"
 #include "latent_device.cuh"
 
 namespace svae {
@@ -28,12 +29,6 @@ constexpr int kThreads = 256;
 constexpr int kRows = 64;  // scenarios per CTA
 constexpr int kRT = 8;     // rows per thread tile
 constexpr int kCT = 4;     // columns per thread tile
-
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("stressvae CUDA decode: ") + what + " failed: " +
-                             cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
-}
 
 __device__ __forceinline__ float act(float x, int a) {
   switch (a) {
@@ -181,30 +176,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Per (row, asset): subtract the mean over days and / or accumulate, in double.
-__global__ void rows_kernel(float* __restrict__ out, int64_t n, int D, int A, int demean,
-                            int cumulative) {
-  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= n * A) return;
-  const int64_t i = t / A;
-  const int a = static_cast<int>(t % A);
-  float* y = out + i * D;
-  const int T = D / A;
-  if (demean) {
-    double m = 0.0;
-    for (int s = 0; s < T; ++s) m += y[s * A + a];
-    const float mf = static_cast<float>(m / T);
-    for (int s = 0; s < T; ++s) y[s * A + a] -= mf;
-  }
-  if (cumulative) {
-    double c = 0.0;
-    for (int s = 0; s < T; ++s) {
-      c += y[s * A + a];
-      y[s * A + a] = static_cast<float>(c);
-    }
-  }
-}
-
 }  // namespace
 
 void decode(const DeviceNet& net, const DeviceLatent& latent, float* out, int64_t n,
@@ -215,6 +186,8 @@ void decode(const DeviceNet& net, const DeviceLatent& latent, float* out, int64_
     throw std::invalid_argument("cuda decode: 1 to 8 layers");
   if (net.width <= 0 || net.width > kMaxWidth || net.width % 4 != 0 || net.latent > net.width)
     throw std::invalid_argument("cuda decode: widths must be <= 256 (padded to 4)");
+  if (net.assets < 1 || net.out_dim < 1 || net.out_dim % net.assets != 0)
+    throw std::invalid_argument("cuda decode: out_dim must be a positive multiple of assets");
   if (!latent.z && (latent.mode < 0 || latent.mode > 2 || latent.k <= 0))
     throw std::invalid_argument("cuda decode: bad latent source");
   if (n == 0) return;
@@ -222,19 +195,13 @@ void decode(const DeviceNet& net, const DeviceLatent& latent, float* out, int64_
   const size_t smem = static_cast<size_t>(2 * kRows * net.width) * sizeof(float);
   check(cudaFuncSetAttribute(decode_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              static_cast<int>(smem)),
-        "cudaFuncSetAttribute(shared memory)");
+        "cudaFuncSetAttribute(decode_kernel shared memory)");
   const int64_t blocks = (n + kRows - 1) / kRows;
   if (blocks > 0x7fffffffLL) throw std::invalid_argument("cuda decode: n too large for one call");
   decode_kernel<<<static_cast<unsigned>(blocks), kThreads, smem, s>>>(net, latent, out, n, seed,
                                                                       offset, noise ? 1 : 0);
   check(cudaGetLastError(), "decode_kernel launch");
-  if (demean || cumulative) {
-    const int64_t items = n * net.assets;
-    const unsigned grid = static_cast<unsigned>((items + 255) / 256);
-    rows_kernel<<<grid, 256, 0, s>>>(out, n, net.out_dim, net.assets, demean ? 1 : 0,
-                                     cumulative ? 1 : 0);
-    check(cudaGetLastError(), "rows_kernel launch");
-  }
+  demean_cumsum(out, n, net.out_dim / net.assets, net.assets, demean, cumulative, stream);
 }
 
 }  // namespace cuda

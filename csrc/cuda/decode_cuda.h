@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "latent.h"
+
 namespace svae {
 namespace cuda {
 
@@ -34,18 +36,6 @@ struct DeviceNet {
   const float* mean_j;  // [D] scaler mean of element j, drift shift folded in (device)
   float ls_min, ls_max;
   int width;  // widest hidden layer / latent (padded), <= kMaxWidth
-};
-
-// Latent source: z [n, latent] on the device, or the fused sampler
-// (mode 0 prior, 1 per row, 2 table) with mu / logvar [k, latent] and index [n].
-struct DeviceLatent {
-  const float* z;
-  const float* mu;
-  const float* logvar;
-  const int64_t* index;
-  int64_t k;
-  int mode;
-  float scale;
 };
 
 // out [n, D] on the device; noise with key `seed`, tag kTagObservation,

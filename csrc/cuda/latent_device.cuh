@@ -2,9 +2,11 @@
 // the four latent values 4b .. 4b+3 of row i (zeros past n or past L), from
 // the given z or drawn by the fused sampler (stream kTagLatent, scenario
 // offset + i: the CPU's numbers). A table index out of range gives NaN, which
-// the caller's finiteness check reports. Include from .cu files only, after
-// philox.h and decode_cuda.h.
+// the caller's finiteness check reports. Include from .cu files only.
 #pragma once
+
+#include "../philox.h"
+#include "latent.h"
 
 namespace svae {
 namespace cuda {

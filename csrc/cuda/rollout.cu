@@ -14,10 +14,10 @@
 //
 // Arithmetic follows the CPU rollout (rollout_kernels.h) operation for
 // operation: every dot product is a chain of fmas in k order from zero, then
-// the bias added; sigmoid, tanh and exp are simd.h's vsigmoid / vtanh / vexp
-// written with single IEEE operations (this file is built with --fmad=false
-// and uses _rn intrinsics), so the paths match the CPU's FMA levels (AVX2,
-// AVX-512) up to the sign of a zero. The noise is the shared Philox code of
+// the bias added; sigmoid and tanh are poly.h's, the CPU kernels' source
+// over the scalar traits (single IEEE operations: _rn intrinsics, and this
+// file is built with --fmad=false), so the paths match the CPU's FMA levels
+// (AVX2, AVX-512) up to the sign of a zero. The noise is the shared Philox code of
 // ../philox.h: the CPU's numbers to the bit.
 #include <cuda_runtime.h>
 
@@ -27,9 +27,13 @@
 #include <string>
 
 #include "../philox.h"
+#include "../poly.h"
 #include "../rollout.h"
-#include "rollout_cuda.h"
+#include "check.cuh"
+#include "epilogue_cuda.h"
 #include "latent_device.cuh"
+#include "rollout_cuda.h"
+#include "rollout_layout.h"
 
 namespace svae {
 namespace cuda {
@@ -38,84 +42,7 @@ namespace {
 constexpr int kMaxWarps = 8;  // warps per CTA, fewer when shared memory is short
 constexpr int kUnitsPerLaneTimesGroup = 16;
 
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("stressvae CUDA rollout: ") + what + " failed: " +
-                             cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
-}
-
-__host__ __device__ __forceinline__ int round_up(int x, int m) { return (x + m - 1) / m * m; }
-
 __host__ __device__ constexpr int group_of(int q) { return kUnitsPerLaneTimesGroup / q; }
-
-// Offsets (floats) of the packed image and of the per-warp state in shared memory.
-struct Layout {
-  int L, A, hp, hk, lp, a2, a2p, hs;  // hs: row stride of h (hp + 4: banks differ per path)
-  int wh, wx, bi, bhn, wo, bo, image;
-  int scaler, warp0, per_warp;  // per warp: h [G][hs], z [G][lp], x [G][a2p]
-};
-
-__host__ __device__ __forceinline__ Layout make_layout(int L, int H, int A, int G) {
-  Layout s;
-  s.L = L;
-  s.A = A;
-  s.hp = round_up(H, 32);
-  s.hk = round_up(H, 4);
-  s.lp = round_up(L, 4);
-  s.a2 = 2 * A;
-  s.a2p = round_up(2 * A, 4);
-  s.hs = s.hp + 4;
-  s.wh = 0;
-  s.wx = s.wh + s.hk * 3 * s.hp;
-  s.bi = s.wx + s.a2 * 3 * s.hp;
-  s.bhn = s.bi + 3 * s.hp;
-  s.wo = s.bhn + s.hp;
-  s.bo = s.wo + s.hk * s.a2;  // hk is a multiple of 4
-  s.image = s.bo + s.a2p;
-  s.scaler = s.image;
-  s.warp0 = s.scaler + s.a2p;
-  s.per_warp = G * (s.hs + s.lp + s.a2p);
-  return s;
-}
-
-// ------------------------------------------------ the CPU's activations
-// simd.h's vexp / vsigmoid / vtanh, one lane, the same operations in order.
-__device__ __forceinline__ float div_rn(float a, float b) { return __fdiv_rn(a, b); }
-
-__device__ __forceinline__ float cpu_exp(float x) {
-  x = fminf(fmaxf(x, -87.0f), 88.0f);
-  const float k = rintf(mul_rn(x, 1.44269504088896341f));
-  float r = fma_rn(k, -0.693359375f, x);
-  r = fma_rn(k, 2.12194440e-4f, r);
-  const float r2 = mul_rn(r, r);
-  float p = 1.9875691500e-4f;
-  p = fma_rn(p, r, 1.3981999507e-3f);
-  p = fma_rn(p, r, 8.3334519073e-3f);
-  p = fma_rn(p, r, 4.1665795894e-2f);
-  p = fma_rn(p, r, 1.6666665459e-1f);
-  p = fma_rn(p, r, 5.0000001201e-1f);
-  p = fma_rn(p, r2, r);
-  p = add_rn(p, 1.0f);
-  return mul_rn(p, bits_to_float(static_cast<uint32_t>(static_cast<int>(k) + 127) << 23));
-}
-
-__device__ __forceinline__ float cpu_sigmoid(float x) {
-  return div_rn(1.0f, add_rn(1.0f, cpu_exp(sub_rn(0.0f, x))));
-}
-
-__device__ __forceinline__ float cpu_tanh(float x) {
-  const float ax = fabsf(x);
-  const float x2 = mul_rn(x, x);
-  float p = -5.70498872745e-3f;
-  p = fma_rn(p, x2, 2.06390887954e-2f);
-  p = fma_rn(p, x2, -5.37397155531e-2f);
-  p = fma_rn(p, x2, 1.33314422036e-1f);
-  p = fma_rn(p, x2, -3.33332819422e-1f);
-  const float small = fma_rn(mul_rn(p, x2), x, x);
-  const float e = cpu_exp(mul_rn(2.0f, fminf(ax, 40.0f)));
-  const float big = sub_rn(1.0f, div_rn(2.0f, add_rn(e, 1.0f)));
-  return ax < 0.625f ? small : copysignf(big, x);
-}
 
 __device__ __forceinline__ float pick4(const float e[4], int q) {
   return q == 0 ? e[0] : (q == 1 ? e[1] : (q == 2 ? e[2] : e[3]));
@@ -226,7 +153,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     const float b = __ldg(net.b0 + q * 32 + lane);
 #pragma unroll
     for (int g = 0; g < G; ++g) {
-      h[g][q] = cpu_tanh(add_rn(h[g][q], b));
+      h[g][q] = poly::tanh<Scalar>(add_rn(h[g][q], b));
       hs[g * s.hs + q * 32 + lane] = h[g][q];
     }
   }
@@ -279,9 +206,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
           iu = fma_rn(xv, w[s.hp], iu);
           in = fma_rn(xv, w[2 * s.hp], in);
         }
-        const float rg = cpu_sigmoid(add_rn(ir, acc[g][q][0]));
-        const float ug = cpu_sigmoid(add_rn(iu, acc[g][q][1]));
-        const float ng = cpu_tanh(fma_rn(rg, add_rn(acc[g][q][2], bhn[j]), in));
+        const float rg = poly::sigmoid<Scalar>(add_rn(ir, acc[g][q][0]));
+        const float ug = poly::sigmoid<Scalar>(add_rn(iu, acc[g][q][1]));
+        const float ng = poly::tanh<Scalar>(fma_rn(rg, add_rn(acc[g][q][2], bhn[j]), in));
         h[g][q] = fma_rn(ug, sub_rn(h[g][q], ng), ng);
       }
     __syncwarp();  // every lane has read the old h and x
@@ -338,30 +265,6 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   }
 }
 
-// Per (path, asset): subtract the mean over days and / or accumulate, in
-// double, as the CPU rollout does.
-__global__ void rows_kernel(float* __restrict__ out, int64_t n, int64_t T, int A, int demean,
-                           int cumulative) {
-  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= n * A) return;
-  const int64_t i = t / A;
-  const int a = static_cast<int>(t % A);
-  float* y = out + i * T * A;
-  if (demean) {
-    double m = 0.0;
-    for (int64_t s = 0; s < T; ++s) m += y[s * A + a];
-    const float mf = static_cast<float>(m / static_cast<double>(T));
-    for (int64_t s = 0; s < T; ++s) y[s * A + a] = sub_rn(y[s * A + a], mf);
-  }
-  if (cumulative) {
-    double cc = 0.0;
-    for (int64_t s = 0; s < T; ++s) {
-      cc += y[s * A + a];
-      y[s * A + a] = static_cast<float>(cc);
-    }
-  }
-}
-
 int units_per_lane(int hidden) { return (hidden + 31) / 32; }
 
 size_t smem_bytes(int latent, int hidden, int assets, int warps) {
@@ -398,7 +301,7 @@ void launch(const RolloutNet& net, const DeviceLatent& lat, float* out, int64_t 
   const size_t smem = smem_bytes(net.latent, net.hidden, net.assets, warps);
   check(cudaFuncSetAttribute(rollout_kernel<Q>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              static_cast<int>(smem)),
-        "cudaFuncSetAttribute(shared memory)");
+        "cudaFuncSetAttribute(rollout_kernel shared memory)");
   const int64_t per_cta = static_cast<int64_t>(G) * warps;
   const int64_t blocks = (n + per_cta - 1) / per_cta;
   if (blocks > 0x7fffffffLL) throw std::invalid_argument("cuda rollout: n too large for one call");
@@ -461,14 +364,7 @@ void rollout(const RolloutNet& net, const DeviceLatent& latent, float* out, int6
     default:
       launch<4>(net, latent, out, n, horizon, seed, offset, noise, phi, c, warps, s);
   }
-  if (demean || cumulative) {
-    const int64_t items = n * net.assets;
-    const int64_t grid = (items + 255) / 256;
-    if (grid > 0x7fffffffLL) throw std::invalid_argument("cuda rollout: n too large for one call");
-    rows_kernel<<<static_cast<unsigned>(grid), 256, 0, s>>>(out, n, horizon, net.assets,
-                                                            demean ? 1 : 0, cumulative ? 1 : 0);
-    check(cudaGetLastError(), "rows_kernel launch");
-  }
+  demean_cumsum(out, n, horizon, net.assets, demean, cumulative, stream);
 }
 
 }  // namespace cuda

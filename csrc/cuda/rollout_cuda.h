@@ -23,7 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "decode_cuda.h"  // DeviceLatent
+#include "latent.h"
 
 namespace svae {
 namespace cuda {

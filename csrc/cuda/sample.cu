@@ -11,17 +11,12 @@
 #include <string>
 
 #include "../philox.h"
+#include "check.cuh"
 #include "sample_cuda.h"
 
 namespace svae {
 namespace cuda {
 namespace {
-
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("stressvae CUDA: ") + what + " failed: " +
-                             cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
-}
 
 constexpr int kThreads = 256;
 
