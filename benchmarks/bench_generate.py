@@ -83,10 +83,9 @@ def compiled_path(model, n: int):
 
     def f(mu, lv):
         z = mu + torch.exp(0.5 * lv) * torch.randn(mu.shape)
-        out = model.decoder(z)
-        m, raw = out.chunk(2, dim=-1)
-        x = m + torch.exp(raw.clamp(-7.0, 4.0)) * torch.randn(m.shape)
-        return x.reshape(n, -1, 1) * std + mean_r
+        m, log_scale = model.decoder(z)  # [n, window, 1] each, log_scale clamped
+        x = m + torch.exp(log_scale) * torch.randn(m.shape)
+        return x * std + mean_r
 
     cf = torch.compile(f)
     mu, lv = torch.zeros(n, LATENT), torch.zeros(n, LATENT)

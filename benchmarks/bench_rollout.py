@@ -65,7 +65,7 @@ def torch_step(model):
 
     def step(h, x_prev, z, eps):
         inp = torch.cat([x_prev, x_prev.abs(), z], dim=-1)
-        h = torch._VF.gru_cell(inp, h, w_ih, w_hh, b_ih, b_hh)
+        h = torch.gru_cell(inp, h, w_ih, w_hh, b_ih, b_hh)
         mu, raw = torch.nn.functional.linear(h, w_o, b_o).chunk(2, dim=-1)
         x = mu + torch.exp(raw.clamp(-7.0, 4.0)) * eps
         return h, x, x * std + mean

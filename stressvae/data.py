@@ -582,7 +582,7 @@ class WindowData:
         :meth:`Trainer.fit` stores the training runs in the model, so that a
         later evaluation can check that its real references were never
         trained on."""
-        mask = self._mask(split)
+        mask = self.mask(split)
         idx = self.returns.index
         covered = np.zeros(len(idx) + 1, dtype=np.int64)
         starts = idx.searchsorted(self.start_dates[mask])
@@ -596,7 +596,9 @@ class WindowData:
             for a, b in zip(edges[::2], edges[1::2], strict=True)
         ]
 
-    def _mask(self, split: str) -> np.ndarray:
+    def mask(self, split: str = "all") -> np.ndarray:
+        """Which windows belong to ``split`` ("all", "train", "holdout", "val"
+        or "gap"): bool [n_windows], for indexing :attr:`windows`."""
         if split == "all":
             return np.ones(len(self.windows), dtype=bool)
         if split in ("train", "val", "gap", "holdout"):
@@ -608,11 +610,11 @@ class WindowData:
         float32 [k, window, assets] log returns in time order."""
         if name not in REGIMES:
             raise ValueError(f"regime must be one of {REGIMES}, got {name!r}")
-        mask = self._mask(split) & (self.tail if name == "tail" else self.labels == name)
+        mask = self.mask(split) & (self.tail if name == "tail" else self.labels == name)
         return self.windows[mask]
 
     def regime_counts(self, split: str = "all") -> dict[str, int]:
-        m = self._mask(split)
+        m = self.mask(split)
         out = {name: int(np.sum(self.labels[m] == name)) for name in REGIMES[:3]}
         out["tail"] = int(np.sum(self.tail[m]))
         return out
@@ -629,12 +631,12 @@ class WindowData:
 
     def scaled(self, split: str = "train") -> np.ndarray:
         """Standardized windows (the model's input units), float32."""
-        return self.scaler.transform(self.windows[self._mask(split)])
+        return self.scaler.transform(self.windows[self.mask(split)])
 
     def frame(self, split: str = "all") -> pd.DataFrame:
         """One row per window: dates, split, series, regime label, tail flag
         and the statistics the labels come from."""
-        m = self._mask(split)
+        m = self.mask(split)
         st = window_stats(self.windows[m])
         return pd.DataFrame(
             {

@@ -6,27 +6,32 @@ units, float32 ``[k, window, assets]`` (numpy or torch), like
 training scaler happens inside. ``forward`` and ``loss`` work in standardized
 units (what the Trainer feeds).
 
-Observation model (``likelihood``):
+The model is an MLP encoder (window -> mu, logvar) and a decoder, in two
+separate pieces: the decoder network (z -> a few numbers per day and asset)
+and the observation model (what those numbers mean: the distribution of the
+day's returns, its log-likelihood and how a day is drawn).
 
-- ``"gaussian"`` (default): the decoder outputs a mean and a log-scale per
-  day and asset (heteroscedastic), trained by Gaussian negative
-  log-likelihood; generation draws ``x = mean + scale * eps``, so the latent
-  carries the volatility regime.
-- ``"mse"``: the decoder outputs a mean only, trained by squared error (the
+Observation models (``likelihood``, :data:`OBSERVATIONS`):
+
+- ``"gaussian"`` (default): the network outputs a mean and a log-scale per
+  day and asset (heteroscedastic, each asset its own noise), trained by
+  Gaussian negative log-likelihood; generation draws ``x = mean + scale *
+  eps``, so the latent carries the volatility regime.
+- ``"mse"``: the network outputs a mean only, trained by squared error (the
   seed experiment's version); generated windows come out too smooth.
 
-Decoders (``decoder``):
+Decoder networks (``decoder``, :class:`Decoder`):
 
-- ``"mlp"``: z -> the whole window at once; the days of a window are
-  independent given z, and longer paths chain windows.
-- ``"gru"`` (gaussian only): a recurrent decoder driven by z. The state
-  starts at ``h_0 = tanh(W_0 z + b_0)``; day t feeds the previous day's
-  standardized return x_{t-1} (0 on day 0), its absolute value and z_t into a
-  GRU cell, and a linear head gives the mean and log-scale of x_t. Training
-  feeds the real previous day (teacher forcing); generation feeds its own
-  draw back (``rollout_scaled``) for any number of days. z_t is z for every
-  day, or, with ``phi`` < 1, an AR(1) towards the prior,
-  ``z_{t+1} = phi z_t + sqrt(1 - phi^2) eta_t``, so regimes can change
+- ``"mlp"`` (:class:`MLPDecoder`): z -> the whole window at once; the days of
+  a window are independent given z, and longer paths chain windows.
+- ``"gru"`` (:class:`GRUDecoder`, gaussian only): a recurrent decoder driven
+  by z. The state starts at ``h_0 = tanh(W_0 z + b_0)``; day t feeds the
+  previous day's standardized return x_{t-1} (0 on day 0), its absolute
+  value and z_t into a GRU cell, and a linear head gives the mean and
+  log-scale of x_t. Training feeds the real previous day (teacher forcing);
+  generation feeds its own draw back (``rollout_scaled``) for any number of
+  days. z_t is z for every day, or, with ``phi`` < 1, an AR(1) towards the
+  prior, ``z_{t+1} = phi z_t + sqrt(1 - phi^2) eta_t``, so regimes can change
   within a long path.
 """
 
@@ -35,8 +40,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +47,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._checks import as_int
+from ._files import atomic_path
 from .data import RegimeThresholds, Scaler, as_windows
 
 __all__ = [
     "ACTIVATIONS",
     "DECODERS",
     "LIKELIHOODS",
+    "OBSERVATIONS",
+    "Decoder",
     "DecoderWeights",
+    "DiagonalGaussian",
+    "GRUDecoder",
+    "MLPDecoder",
+    "Observation",
     "RecurrentWeights",
     "ScenarioVAE",
+    "SquaredError",
     "VAEOutput",
 ]
 
@@ -70,7 +82,7 @@ def _activation(name: str) -> nn.Module:
     return {"silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[name]()
 
 
-def _mlp(sizes: list[int], activation: str, dropout: float) -> nn.Sequential:
+def _mlp_layers(sizes: list[int], activation: str, dropout: float) -> list[nn.Module]:
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
         layers.append(nn.Linear(sizes[i], sizes[i + 1]))
@@ -78,7 +90,7 @@ def _mlp(sizes: list[int], activation: str, dropout: float) -> nn.Sequential:
             layers.append(_activation(activation))
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
-    return nn.Sequential(*layers)
+    return layers
 
 
 @dataclasses.dataclass
@@ -161,33 +173,313 @@ class RecurrentWeights:
     likelihood: str = "gaussian"
 
 
-class GRUDecoder(nn.Module):
-    """z -> daily (mean, log-scale) by a GRU cell fed the previous day."""
+# ------------------------------------------------------------ observation models
+class Observation:
+    """The distribution of a day's returns given what the decoder network
+    outputs for that day (standardized units). The network gives
+    :attr:`channels` numbers per day and asset, in blocks along its last
+    dimension: every asset's mean, then every asset's next parameter, and so
+    on. Holds no weights: an observation model that needs more (a factor
+    model's loadings) asks the network for more channels.
+    """
 
-    def __init__(self, latent_dim: int, n_assets: int, hidden: int) -> None:
+    name: str
+    channels: int  # network outputs per day and asset
+
+    def params(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Network output ``[..., channels * k]`` -> (mean, clamped
+        log-scale or None), each ``[..., k]``."""
+        raise NotImplementedError
+
+    def nll(
+        self, x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Per-window reconstruction term [b] of windows x [b, window, assets]."""
+        raise NotImplementedError
+
+    def residual(
+        self, x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | None
+    ) -> torch.Tensor:
+        """What the model expects to be N(0, 1) noise, shaped like x."""
+        raise NotImplementedError
+
+    def draw(
+        self, mean: torch.Tensor, log_scale: torch.Tensor | None, eps: torch.Tensor
+    ) -> torch.Tensor:
+        """A day drawn given its parameters and standard normals ``eps``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class DiagonalGaussian(Observation):
+    """``x = mean + exp(log_scale) * eps``: each asset its own noise. The
+    network's raw log-scale is clamped to [LOG_SCALE_MIN, LOG_SCALE_MAX]."""
+
+    name, channels = "gaussian", 2
+
+    def params(self, out):
+        mean, raw = out.chunk(2, dim=-1)
+        return mean, raw.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
+
+    def nll(self, x, mean, log_scale):
+        u = (x - mean) * torch.exp(-log_scale)
+        return (0.5 * math.log(2 * math.pi) + log_scale + 0.5 * u.pow(2)).flatten(1).sum(1)
+
+    def residual(self, x, mean, log_scale):
+        return (x - mean) * torch.exp(-log_scale)
+
+    def draw(self, mean, log_scale, eps):
+        return mean + torch.exp(log_scale) * eps
+
+
+class SquaredError(Observation):
+    """A mean only, fitted by the sum of squared errors; nothing is drawn."""
+
+    name, channels = "mse", 1
+
+    def params(self, out):
+        return out, None
+
+    def nll(self, x, mean, log_scale):
+        return (x - mean).pow(2).flatten(1).sum(1)
+
+    def residual(self, x, mean, log_scale):
+        return x - mean
+
+    def draw(self, mean, log_scale, eps):
+        return mean
+
+
+OBSERVATIONS: dict[str, Observation] = {o.name: o for o in (DiagonalGaussian(), SquaredError())}
+
+
+# ------------------------------------------------------------ decoders
+class Decoder(nn.Module):
+    """z -> the observation model's parameters of each day. What the model,
+    the trainer and the generator ask of a decoder network:
+
+    - ``forward(z, x=None)``: (mean, log-scale or None) ``[b, window,
+      assets]`` of a window, standardized; given the real window ``x`` a
+      recurrent decoder predicts each day from the real previous ones
+      (teacher forcing, what training fits).
+    - :meth:`rollout`: a recurrent decoder's day-by-day draw (the torch
+      reference of the native rollout).
+    - :meth:`sample`: windows from latents, in data units (the torch
+      reference of the native sampler).
+    - :meth:`export`: the weights as the native kernels take them.
+    """
+
+    kind: str
+    recurrent = False  # draws day by day to any horizon
+
+    def __init__(self, latent_dim: int, window: int, n_assets: int, obs: Observation) -> None:
         super().__init__()
-        self.latent_dim, self.n_assets, self.hidden = latent_dim, n_assets, hidden
+        self.latent_dim, self.window, self.n_assets = latent_dim, window, n_assets
+        self.obs = obs
+
+    def rollout(
+        self,
+        z: torch.Tensor,
+        horizon: int,
+        eps: torch.Tensor,
+        phi: float = 1.0,
+        eta: torch.Tensor | None = None,
+        return_params: bool = False,
+    ):
+        """See :meth:`ScenarioVAE.rollout_scaled`."""
+        raise ValueError("rollout_scaled needs decoder='gru'")
+
+    def sample(
+        self,
+        z: torch.Tensor,
+        horizon: int,
+        generator: torch.Generator,
+        noise: bool,
+        scaler_mean: torch.Tensor,
+        scaler_std: torch.Tensor,
+    ) -> torch.Tensor:
+        """Windows [n, horizon, assets] of daily log returns (data units) from
+        latents z [n, latent], the observation noise drawn from ``generator``
+        (CPU) after z, unless ``noise=False``."""
+        raise NotImplementedError
+
+    def export(
+        self, scaler_mean: np.ndarray, scaler_std: np.ndarray
+    ) -> DecoderWeights | RecurrentWeights:
+        """Float32 arrays for the native kernels (see :class:`DecoderWeights`
+        and :class:`RecurrentWeights` for the layouts)."""
+        raise NotImplementedError
+
+
+class MLPDecoder(Decoder):
+    """z -> the whole window at once by an MLP; its last layer gives
+    ``channels * window * assets`` numbers (time major within a channel)."""
+
+    kind = "mlp"
+
+    def __init__(
+        self,
+        latent_dim: int,
+        window: int,
+        n_assets: int,
+        obs: Observation,
+        hidden_dims: tuple[int, ...],
+        activation: str,
+        dropout: float,
+    ) -> None:
+        super().__init__(latent_dim, window, n_assets, obs)
+        self.activation = activation
+        sizes = [latent_dim, *hidden_dims, obs.channels * window * n_assets]
+        # children named 0, 1, ... (state dict keys decoder.0.weight, ... as
+        # written by every version)
+        for i, layer in enumerate(_mlp_layers(sizes, activation, dropout)):
+            self.add_module(str(i), layer)
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor | None = None):
+        out = z
+        for layer in self.children():
+            out = layer(out)
+        mean, log_scale = self.obs.params(out)
+        shape = (z.shape[0], self.window, self.n_assets)
+        return mean.reshape(shape), None if log_scale is None else log_scale.reshape(shape)
+
+    def sample(self, z, horizon, generator, noise, scaler_mean, scaler_std):
+        """Unscales mean and scale, then adds ``scale * eps`` (the arithmetic
+        of the native decode's epilogue)."""
+        if horizon != self.window:
+            raise ValueError("horizon needs decoder='gru' (ScenarioGenerator chains MLP windows)")
+        mean, log_scale = self(z)
+        mean = mean * scaler_std + scaler_mean
+        if log_scale is None or not noise:
+            return mean
+        scale = log_scale.exp() * scaler_std
+        eps = torch.randn(mean.shape, generator=generator).to(z.device)
+        return mean + scale * eps
+
+    def export(self, scaler_mean, scaler_std) -> DecoderWeights:
+        linears = [m for m in self.children() if isinstance(m, nn.Linear)]
+        layers = []
+        for i, lin in enumerate(linears):
+            act = self.activation if i < len(linears) - 1 else None
+            w = np.ascontiguousarray(lin.weight.detach().cpu().numpy().T, dtype=np.float32)
+            b = np.ascontiguousarray(lin.bias.detach().cpu().numpy(), dtype=np.float32)
+            if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
+                raise ValueError(f"decoder layer {i} has non-finite weights")
+            layers.append((w, b, act))
+        return DecoderWeights(
+            layers=layers,
+            likelihood=self.obs.name,
+            latent_dim=self.latent_dim,
+            window=self.window,
+            n_assets=self.n_assets,
+            scaler_mean=scaler_mean,
+            scaler_std=scaler_std,
+        )
+
+
+class GRUDecoder(Decoder):
+    """z -> daily observation parameters by a GRU cell fed the previous day
+    (see the module docstring and :class:`RecurrentWeights`)."""
+
+    kind, recurrent = "gru", True
+
+    def __init__(
+        self, latent_dim: int, window: int, n_assets: int, obs: Observation, hidden: int
+    ) -> None:
+        super().__init__(latent_dim, window, n_assets, obs)
+        self.hidden = hidden
         self.init = nn.Linear(latent_dim, hidden)
         self.gru = nn.GRU(2 * n_assets + latent_dim, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, 2 * n_assets)
+        self.head = nn.Linear(hidden, obs.channels * n_assets)
 
     def _inputs(self, x_prev: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return torch.cat([x_prev, x_prev.abs(), z], dim=-1)
 
-    def teacher(self, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One-step-ahead (mean, raw log-scale) [b, T, assets] of every day of
-        x [b, T, assets] given the real previous days (teacher forcing)."""
+    def cell_weights(self) -> tuple[torch.Tensor, ...]:
+        """(w_ih, w_hh, b_ih, b_hh) of the GRU cell, torch's layout."""
+        g = self.gru
+        return g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor | None = None):
+        """Given x: one-step-ahead predictions of every day of x [b, T,
+        assets] from the real previous days (teacher forcing). Without x: the
+        noise-free rollout of a window (each day's mean fed back)."""
+        if x is None:
+            quiet = torch.zeros(z.shape[0], self.window, self.n_assets, device=z.device)
+            _, mean, log_scale = self.rollout(z, self.window, quiet, return_params=True)
+            return mean, log_scale
         b, t, _ = x.shape
         prev = torch.cat([x.new_zeros(b, 1, self.n_assets), x[:, :-1]], dim=1)
         inp = self._inputs(prev, z[:, None, :].expand(b, t, self.latent_dim))
         h0 = torch.tanh(self.init(z))[None]
         out, _ = self.gru(inp, h0.contiguous())
-        mean, raw = self.head(out).chunk(2, dim=-1)
-        return mean, raw
+        return self.obs.params(self.head(out))
 
-    def cell_weights(self) -> tuple[torch.Tensor, ...]:
-        g = self.gru
-        return g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0
+    def rollout(self, z, horizon, eps, phi=1.0, eta=None, return_params=False):
+        n = z.shape[0]
+        w_ih, w_hh, b_ih, b_hh = self.cell_weights()
+        h = torch.tanh(self.init(z))
+        x_prev = z.new_zeros(n, self.n_assets)
+        drift = phi < 1.0
+        if drift and eta is None:
+            raise ValueError("phi < 1 needs eta [n, horizon, latent]")
+        c = math.sqrt(max(0.0, 1.0 - phi * phi))
+        zt = z
+        xs, means, lss = [], [], []
+        for t in range(int(horizon)):
+            h = torch.gru_cell(self._inputs(x_prev, zt), h, w_ih, w_hh, b_ih, b_hh)
+            mean, log_scale = self.obs.params(self.head(h))
+            x_prev = self.obs.draw(mean, log_scale, eps[:, t])
+            xs.append(x_prev)
+            if return_params:
+                means.append(mean)
+                lss.append(log_scale)
+            if drift:
+                zt = phi * zt + c * eta[:, t]
+        x = torch.stack(xs, 1) if xs else z.new_zeros(n, 0, self.n_assets)
+        if return_params:
+            return x, torch.stack(means, 1), torch.stack(lss, 1)
+        return x
+
+    def sample(self, z, horizon, generator, noise, scaler_mean, scaler_std):
+        """Rolls out in standardized units, then unscales (as the native
+        rollout does)."""
+        eps = torch.randn(z.shape[0], horizon, self.n_assets, generator=generator)
+        if not noise:
+            eps.zero_()
+        x = self.rollout(z, horizon, eps.to(z.device))
+        return x * scaler_std + scaler_mean
+
+    def export(self, scaler_mean, scaler_std) -> RecurrentWeights:
+        w_ih, w_hh, b_ih, b_hh = (t.detach().cpu().double().numpy() for t in self.cell_weights())
+        a2 = 2 * self.n_assets
+
+        def f32(x):
+            out = np.ascontiguousarray(x, dtype=np.float32)
+            if not np.all(np.isfinite(out)):
+                raise ValueError("the recurrent decoder has non-finite weights")
+            return out
+
+        return RecurrentWeights(
+            w0=f32(self.init.weight.detach().cpu().numpy().T),
+            b0=f32(self.init.bias.detach().cpu().numpy()),
+            w_x=f32(w_ih[:, :a2].T),
+            w_z=f32(w_ih[:, a2:].T),
+            b_i=f32(b_ih),
+            w_h=f32(w_hh.T),
+            b_h=f32(b_hh),
+            w_o=f32(self.head.weight.detach().cpu().numpy().T),
+            b_o=f32(self.head.bias.detach().cpu().numpy()),
+            latent_dim=self.latent_dim,
+            hidden=self.hidden,
+            window=self.window,
+            n_assets=self.n_assets,
+            scaler_mean=scaler_mean,
+            scaler_std=scaler_std,
+            likelihood=self.obs.name,
+        )
 
 
 def _to_tensor(x: Any, device: torch.device) -> torch.Tensor:
@@ -197,7 +489,8 @@ def _to_tensor(x: Any, device: torch.device) -> torch.Tensor:
 
 
 class ScenarioVAE(nn.Module):
-    """MLP encoder (window -> mu, logvar) and MLP decoder (z -> window).
+    """MLP encoder (window -> mu, logvar) and a decoder (z -> window): a
+    :class:`Decoder` network with an :class:`Observation` model.
 
     Parameters
     ----------
@@ -227,13 +520,9 @@ class ScenarioVAE(nn.Module):
         rnn_hidden: int = 128,
     ) -> None:
         super().__init__()
-        for name, val, lo in (
-            ("window", window, 2),
-            ("n_assets", n_assets, 1),
-            ("latent_dim", latent_dim, 1),
-        ):
-            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}, got {val!r}")
+        window = as_int("window", window, 2)
+        n_assets = as_int("n_assets", n_assets, 1)
+        latent_dim = as_int("latent_dim", latent_dim, 1)
         hidden = tuple(int(h) for h in hidden_dims)
         if not hidden or any(h < 1 for h in hidden):
             raise ValueError(
@@ -249,28 +538,25 @@ class ScenarioVAE(nn.Module):
             raise ValueError(
                 "decoder='gru' needs likelihood='gaussian' (it draws each day to feed the next)"
             )
-        if (
-            isinstance(rnn_hidden, bool)
-            or not isinstance(rnn_hidden, (int, np.integer))
-            or not 1 <= rnn_hidden <= 1024
-        ):
-            raise ValueError(f"rnn_hidden must be an integer in [1, 1024], got {rnn_hidden!r}")
+        rnn_hidden = as_int("rnn_hidden", rnn_hidden, 1, 1024)
         if not 0 <= float(dropout) < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if not math.isfinite(float(beta)) or float(beta) < 0:
             raise ValueError(f"beta must be finite and >= 0, got {beta!r}")
-        self.window, self.n_assets, self.latent_dim = int(window), int(n_assets), int(latent_dim)
+        self.window, self.n_assets, self.latent_dim = window, n_assets, latent_dim
         self.hidden_dims, self.activation = hidden, activation
         self.dropout, self.beta, self.likelihood = float(dropout), float(beta), likelihood
-        d = self.window * self.n_assets
-        out_mult = 2 if likelihood == "gaussian" else 1
-        self.decoder_kind, self.rnn_hidden = decoder, int(rnn_hidden)
-        self.encoder = _mlp([d, *hidden, 2 * self.latent_dim], activation, self.dropout)
+        self.rnn_hidden = rnn_hidden
+        obs = OBSERVATIONS[likelihood]
+        self.encoder = nn.Sequential(
+            *_mlp_layers([window * n_assets, *hidden, 2 * latent_dim], activation, self.dropout)
+        )
+        self.decoder: Decoder
         if decoder == "gru":
-            self.decoder: nn.Module = GRUDecoder(self.latent_dim, self.n_assets, self.rnn_hidden)
+            self.decoder = GRUDecoder(latent_dim, window, n_assets, obs, rnn_hidden)
         else:
-            self.decoder = _mlp(
-                [self.latent_dim, *reversed(hidden), out_mult * d], activation, self.dropout
+            self.decoder = MLPDecoder(
+                latent_dim, window, n_assets, obs, tuple(reversed(hidden)), activation, self.dropout
             )
         # Data statistics, set by Trainer.fit (saved with the weights).
         self.register_buffer("scaler_mean", torch.zeros(self.n_assets))
@@ -284,6 +570,16 @@ class ScenarioVAE(nn.Module):
         self.trained_periods: list[tuple[str, str]] = []
 
     # ------------------------------------------------------------ config
+    @property
+    def decoder_kind(self) -> str:
+        """The decoder network: "mlp" or "gru" (:data:`DECODERS`)."""
+        return self.decoder.kind
+
+    @property
+    def observation(self) -> Observation:
+        """The observation model (:data:`OBSERVATIONS`, named by ``likelihood``)."""
+        return self.decoder.obs
+
     @property
     def config(self) -> dict[str, Any]:
         return {
@@ -324,19 +620,7 @@ class ScenarioVAE(nn.Module):
         ignores ``x``. The recurrent decoder gives one-step-ahead predictions
         given the real window ``x`` (teacher forcing) or, without ``x``, the
         noise-free rollout (each day's mean fed back as the next input)."""
-        if self.decoder_kind == "gru":
-            if x is None:
-                quiet = torch.zeros(z.shape[0], self.window, self.n_assets, device=z.device)
-                _, mean, ls = self.rollout_scaled(z, self.window, quiet, return_params=True)
-                return mean, ls
-            mean, raw = self.decoder.teacher(z, x)
-            return mean, raw.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
-        out = self.decoder(z)
-        shape = (z.shape[0], self.window, self.n_assets)
-        if self.likelihood == "gaussian":
-            mean, raw = out.chunk(2, dim=-1)
-            return mean.reshape(shape), raw.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX).reshape(shape)
-        return out.reshape(shape), None
+        return self.decoder(z, x)
 
     def forward(self, x: torch.Tensor, sample: bool = True) -> VAEOutput:
         """Standardized windows [b, window, assets] -> VAEOutput (z drawn by
@@ -365,45 +649,14 @@ class ScenarioVAE(nn.Module):
         Returns x [n, horizon, assets], and with ``return_params`` also the
         means and clamped log-scales. A Python loop over days (eager torch).
         """
-        if self.decoder_kind != "gru":
-            raise ValueError("rollout_scaled needs decoder='gru'")
-        dec: GRUDecoder = self.decoder  # type: ignore[assignment]
-        n = z.shape[0]
-        w_ih, w_hh, b_ih, b_hh = dec.cell_weights()
-        h = torch.tanh(dec.init(z))
-        x_prev = z.new_zeros(n, self.n_assets)
-        drift = phi < 1.0
-        if drift and eta is None:
-            raise ValueError("phi < 1 needs eta [n, horizon, latent]")
-        c = math.sqrt(max(0.0, 1.0 - phi * phi))
-        zt = z
-        xs, means, lss = [], [], []
-        for t in range(int(horizon)):
-            inp = torch.cat([x_prev, x_prev.abs(), zt], dim=-1)
-            h = torch._VF.gru_cell(inp, h, w_ih, w_hh, b_ih, b_hh)
-            mean, raw = dec.head(h).chunk(2, dim=-1)
-            ls = raw.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
-            x_prev = mean + torch.exp(ls) * eps[:, t]
-            xs.append(x_prev)
-            if return_params:
-                means.append(mean)
-                lss.append(ls)
-            if drift:
-                zt = phi * zt + c * eta[:, t]
-        x = torch.stack(xs, 1) if xs else z.new_zeros(n, 0, self.n_assets)
-        if return_params:
-            return x, torch.stack(means, 1), torch.stack(lss, 1)
-        return x
+        return self.decoder.rollout(z, horizon, eps, phi, eta, return_params)
 
     def recon_nll(
         self, x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | None
     ) -> torch.Tensor:
         """Per-window reconstruction term [b] (Gaussian NLL in nats, or the sum
         of squared errors for mse), standardized units."""
-        if log_scale is None:
-            return (x - mean).pow(2).flatten(1).sum(1)
-        u = (x - mean) * torch.exp(-log_scale)
-        return (0.5 * math.log(2 * math.pi) + log_scale + 0.5 * u.pow(2)).flatten(1).sum(1)
+        return self.observation.nll(x, mean, log_scale)
 
     @staticmethod
     def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -470,21 +723,9 @@ class ScenarioVAE(nn.Module):
         else:
             g.seed()
         z = torch.randn(int(n), self.latent_dim, generator=g).to(self.device)
-        if self.decoder_kind == "gru":
-            h = self.window if horizon is None else int(horizon)
-            eps = torch.randn(int(n), h, self.n_assets, generator=g)
-            if not noise:
-                eps.zero_()
-            with _eval(self):
-                x = self.rollout_scaled(z, h, eps.to(self.device))
-            return self._scale_out(x, None)[0]
-        if horizon is not None and int(horizon) != self.window:
-            raise ValueError("horizon needs decoder='gru' (ScenarioGenerator chains MLP windows)")
-        mean, scale = self.decode(z)
-        if scale is None or not noise:
-            return mean
-        eps = torch.randn(mean.shape, generator=g).to(self.device)
-        return mean + scale * eps
+        h = self.window if horizon is None else int(horizon)
+        with _eval(self):
+            return self.decoder.sample(z, h, g, noise, self.scaler_mean, self.scaler_std)
 
     @torch.no_grad()
     def reconstruct(self, windows: Any) -> torch.Tensor:
@@ -492,12 +733,10 @@ class ScenarioVAE(nn.Module):
         the recurrent decoder: each day's one-step-ahead mean given the real
         previous days."""
         mu, _ = self.encode(windows)
-        if self.decoder_kind == "gru":
-            x = self._scale_in(windows)
-            with _eval(self):
-                mean, _ = self.decode_scaled(mu, x)
-            return self._scale_out(mean, None)[0]
-        return self.decode(mu)[0]
+        x = self._scale_in(windows)
+        with _eval(self):
+            mean, _ = self.decode_scaled(mu, x)
+        return self._scale_out(mean, None)[0]
 
     @torch.no_grad()
     def extract_features(self, windows: Any) -> np.ndarray:
@@ -514,7 +753,7 @@ class ScenarioVAE(nn.Module):
             mu, logvar = self.encode_scaled(x)
             mean, log_scale = self.decode_scaled(mu, x)
         kl = self.kl_per_dim(mu, logvar).sum(1)
-        u = (x - mean) if log_scale is None else (x - mean) * torch.exp(-log_scale)
+        u = self.observation.residual(x, mean, log_scale)
         return {
             "residual": residual_scan_surprise(u).cpu().numpy(),
             "kl": kl.double().cpu().numpy(),
@@ -583,55 +822,9 @@ class ScenarioVAE(nn.Module):
     def export_decoder(self) -> DecoderWeights | RecurrentWeights:
         """The decoder as float32 arrays for the native decode (see
         :class:`DecoderWeights` and :class:`RecurrentWeights` for the layouts)."""
-        if self.decoder_kind == "gru":
-            return self._export_gru()
-        linears = [m for m in self.decoder if isinstance(m, nn.Linear)]
-        layers = []
-        for i, lin in enumerate(linears):
-            act = self.activation if i < len(linears) - 1 else None
-            w = np.ascontiguousarray(lin.weight.detach().cpu().numpy().T, dtype=np.float32)
-            b = np.ascontiguousarray(lin.bias.detach().cpu().numpy(), dtype=np.float32)
-            if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
-                raise ValueError(f"decoder layer {i} has non-finite weights")
-            layers.append((w, b, act))
-        return DecoderWeights(
-            layers=layers,
-            likelihood=self.likelihood,
-            latent_dim=self.latent_dim,
-            window=self.window,
-            n_assets=self.n_assets,
-            scaler_mean=self.scaler_mean.detach().cpu().numpy().astype(np.float32),
-            scaler_std=self.scaler_std.detach().cpu().numpy().astype(np.float32),
-        )
-
-    def _export_gru(self) -> RecurrentWeights:
-        dec: GRUDecoder = self.decoder  # type: ignore[assignment]
-        w_ih, w_hh, b_ih, b_hh = (t.detach().cpu().double().numpy() for t in dec.cell_weights())
-        a2 = 2 * self.n_assets
-
-        def f32(x):
-            out = np.ascontiguousarray(x, dtype=np.float32)
-            if not np.all(np.isfinite(out)):
-                raise ValueError("the recurrent decoder has non-finite weights")
-            return out
-
-        return RecurrentWeights(
-            w0=f32(dec.init.weight.detach().cpu().numpy().T),
-            b0=f32(dec.init.bias.detach().cpu().numpy()),
-            w_x=f32(w_ih[:, :a2].T),
-            w_z=f32(w_ih[:, a2:].T),
-            b_i=f32(b_ih),
-            w_h=f32(w_hh.T),
-            b_h=f32(b_hh),
-            w_o=f32(dec.head.weight.detach().cpu().numpy().T),
-            b_o=f32(dec.head.bias.detach().cpu().numpy()),
-            latent_dim=self.latent_dim,
-            hidden=self.rnn_hidden,
-            window=self.window,
-            n_assets=self.n_assets,
-            scaler_mean=self.scaler_mean.detach().cpu().numpy().astype(np.float32),
-            scaler_std=self.scaler_std.detach().cpu().numpy().astype(np.float32),
-        )
+        mean = self.scaler_mean.detach().cpu().numpy().astype(np.float32)
+        std = self.scaler_std.detach().cpu().numpy().astype(np.float32)
+        return self.decoder.export(mean, std)
 
     # ------------------------------------------------------------ save / load
     def save(self, path: str | Path) -> Path:
@@ -649,15 +842,8 @@ class ScenarioVAE(nn.Module):
             "trained_periods": json.dumps(self.trained_periods),
         }
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=meta)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
         return path
 
     @classmethod
@@ -772,10 +958,9 @@ def top_anomalies(
     regime label and the window's return and drawdown."""
     import pandas as pd
 
-    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-        raise ValueError(f"top must be an integer >= 1, got {top!r}")
+    top = as_int("top", top, 1)
     frame = data.frame(split)
-    windows = data.windows[data._mask(split)]
+    windows = data.windows[data.mask(split)]
     parts = model.anomaly_parts(windows)
     score = parts["residual"] + kl_weight * parts["kl"]
     order = np.argsort(-score, kind="stable")

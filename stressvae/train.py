@@ -12,11 +12,12 @@ import copy
 import dataclasses
 import math
 import time
-from typing import Any
 
 import numpy as np
 import torch
 
+from ._checks import as_int
+from ._progress import progress_bar
 from .data import WindowData
 from .model import ScenarioVAE
 
@@ -107,29 +108,25 @@ class Trainer:
         device: str = "cpu",
         progress: bool = True,
     ) -> None:
-        def check(name, value, lo, integer=False):
-            ok = (
-                isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float))
-            )
-            if isinstance(value, bool) or not ok or not math.isfinite(value) or value < lo:
-                kind = "an integer" if integer else "a number"
-                raise ValueError(f"{name} must be {kind} >= {lo}, got {value!r}")
-
-        check("max_epochs", max_epochs, 1, True)
-        check("batch_size", batch_size, 1, True)
-        check("patience", patience, 1, True)
-        check("kl_warmup_epochs", kl_warmup_epochs, 0, True)
-        check("seed", seed, 0, True)
-        check("lr", lr, 0)
-        check("weight_decay", weight_decay, 0)
-        check("free_bits", free_bits, 0)
-        check("grad_clip", grad_clip, 0)
+        self.max_epochs = as_int("max_epochs", max_epochs, 1)
+        self.batch_size = as_int("batch_size", batch_size, 1)
+        self.patience = as_int("patience", patience, 1)
+        self.kl_warmup_epochs = as_int("kl_warmup_epochs", kl_warmup_epochs, 0)
+        self.seed = as_int("seed", seed, 0)
+        for name, value in (
+            ("lr", lr),
+            ("weight_decay", weight_decay),
+            ("free_bits", free_bits),
+            ("grad_clip", grad_clip),
+        ):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if lr == 0:
             raise ValueError("lr must be > 0")
-        self.max_epochs, self.batch_size, self.lr = int(max_epochs), int(batch_size), float(lr)
-        self.weight_decay, self.patience = float(weight_decay), int(patience)
-        self.kl_warmup_epochs, self.free_bits = int(kl_warmup_epochs), float(free_bits)
-        self.grad_clip, self.seed, self.progress = float(grad_clip), int(seed), bool(progress)
+        self.lr, self.weight_decay = float(lr), float(weight_decay)
+        self.free_bits, self.grad_clip = float(free_bits), float(grad_clip)
+        self.progress = bool(progress)
         self.device = _resolve_device(device)
 
     def fit(self, model: ScenarioVAE, data: WindowData) -> History:
@@ -158,7 +155,7 @@ class Trainer:
         records: list[dict[str, float]] = []
         best, best_epoch, best_state, since_best = math.inf, 0, None, 0
         t0 = time.perf_counter()
-        bar = _progress(self.max_epochs, self.progress)
+        bar = progress_bar(self.max_epochs, self.progress, unit="epoch", desc="training")
         try:
             for epoch in range(1, self.max_epochs + 1):
                 warm = (
@@ -229,6 +226,12 @@ class Trainer:
             active_dims=int(np.sum(kl_dim_np > ACTIVE_KL)),
         )
 
+    def validation_loss(self, model: ScenarioVAE, data: WindowData) -> float:
+        """The loss per window (nats) of ``model`` on ``data``'s validation
+        windows, measured as :meth:`fit` measures it after every epoch."""
+        val = torch.as_tensor(data.scaled("val"), device=self.device)
+        return self._evaluate(model.to(self.device).eval(), val)[0]
+
     @torch.no_grad()
     def _evaluate(self, model: ScenarioVAE, val: torch.Tensor):
         model.eval()
@@ -246,22 +249,3 @@ class Trainer:
         n = len(val)
         recon, kl = recon_sum / n, kl_sum / n
         return recon + model.beta * kl, recon, kl, kl_dim / n
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    if enabled:
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc="training", unit="epoch", leave=False)
-    return _NoBar()
-
-
-class _NoBar:
-    def set_postfix(self, **_):
-        pass
-
-    def update(self, _n):
-        pass
-
-    def close(self):
-        pass
