@@ -224,7 +224,7 @@ class DiagonalGaussian(Observation):
         return mean, raw.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
 
     def nll(self, x, mean, log_scale):
-        u = (x - mean) * torch.exp(-log_scale)
+        u = self.residual(x, mean, log_scale)
         return (0.5 * math.log(2 * math.pi) + log_scale + 0.5 * u.pow(2)).flatten(1).sum(1)
 
     def residual(self, x, mean, log_scale):
@@ -243,7 +243,7 @@ class SquaredError(Observation):
         return out, None
 
     def nll(self, x, mean, log_scale):
-        return (x - mean).pow(2).flatten(1).sum(1)
+        return self.residual(x, mean, log_scale).pow(2).flatten(1).sum(1)
 
     def residual(self, x, mean, log_scale):
         return x - mean
