@@ -30,7 +30,8 @@ def main() -> None:
 
     import stressvae as sv
     from stressvae import strategies as S
-    from stressvae.distributed import backtest_plan, local_client
+    from stressvae.backtesting import backtest_plan
+    from stressvae.distributed import local_client
 
     data = sv.WindowData.from_prices(sv.load_dataset("sp500"), window=64)
     torch.manual_seed(0)
@@ -54,12 +55,12 @@ def main() -> None:
             threads = max(1, cores // workers)
             # warm every worker (model load, numba compile) on a small run
             backtest_plan(
-                gen, gen._prior_plan(4000 * workers), 1, 128, "keep", strat, ref.config,
+                gen, gen.prior_plan(4000 * workers), 1, 128, "keep", strat, ref.config,
                 client=client, shards=2 * workers, device="cpu", num_threads=threads,
             )  # fmt: skip
             t0 = time.perf_counter()
             metrics, _, _ = backtest_plan(
-                gen, gen._prior_plan(args.n), 1, 128, "keep", strat, ref.config,
+                gen, gen.prior_plan(args.n), 1, 128, "keep", strat, ref.config,
                 client=client, shards=args.shards_per_worker * workers, device="cpu",
                 num_threads=threads,
             )  # fmt: skip

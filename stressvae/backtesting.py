@@ -19,17 +19,33 @@ are NaN (vectorbt would give inf).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
 from ._checks import as_int
+from .data import load_prices
+from .distributed import check_engine, map_shards, shard_chunks
+from .generate import ScenarioGenerator, Scenarios
+from .native import NativeInputError
 from .strategies import Strategy
 
-__all__ = ["METRICS", "BacktestResult", "backtest", "historical_windows", "vectorbt_metrics"]
+__all__ = [
+    "HEADLINE_METRICS",
+    "METRICS",
+    "BacktestResult",
+    "backtest",
+    "backtest_plan",
+    "check_paths",
+    "historical_windows",
+    "loss_risk",
+    "vectorbt_metrics",
+]
 
 METRICS = (
     "total_return",
@@ -43,6 +59,7 @@ METRICS = (
     "win_rate",
     "worst_day",
 )
+HEADLINE_METRICS = ("total_return", "sharpe_ratio", "max_drawdown")  # what summaries show first
 RATIOS = ("sharpe_ratio", "sortino_ratio", "calmar_ratio")
 BACKENDS = ("auto", "fast", "vectorbt")
 VECTORBT_CHUNK_CELLS = 4_000_000  # paths x days per vectorbt chunk (~1 GiB of vectorbt state)
@@ -200,20 +217,11 @@ class BacktestResult:
         1 - q); ES_q = -mean of the returns at or below that quantile."""
         import pandas as pd
 
-        def one(r: np.ndarray) -> pd.Series:
-            r = r[np.isfinite(r)]
-            out = {"paths": len(r), "prob_loss": float(np.mean(r < 0)) if len(r) else np.nan}
-            for q in levels:
-                cut = np.quantile(r, 1 - q) if len(r) else np.nan
-                out[f"var_{q * 100:g}"] = -cut
-                out[f"es_{q * 100:g}"] = -float(r[r <= cut].mean()) if len(r) else np.nan
-            return pd.Series(out)
-
         if by is None:
-            return one(self.metrics["total_return"].to_numpy())
+            return pd.Series(loss_risk(self.metrics["total_return"].to_numpy(), levels))
         return pd.DataFrame(
             {
-                k: one(g["total_return"].to_numpy())
+                k: pd.Series(loss_risk(g["total_return"].to_numpy(), levels))
                 for k, g in self.metrics.groupby(by, observed=True)
             }
         ).T
@@ -239,6 +247,21 @@ class BacktestResult:
         )
 
 
+def loss_risk(total_return: np.ndarray, levels: tuple[float, ...] = (0.95, 0.99)) -> dict:
+    """Of the finite total returns: ``paths``, ``prob_loss`` and, per level
+    q, ``var_<q%>`` = -quantile(r, 1 - q) and ``es_<q%>`` = -mean of the
+    returns at or below that quantile (positive numbers are losses; NaN
+    when there is no finite return)."""
+    r = np.asarray(total_return, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    out = {"paths": len(r), "prob_loss": float(np.mean(r < 0)) if len(r) else np.nan}
+    for q in levels:
+        cut = np.quantile(r, 1 - q) if len(r) else np.nan
+        out[f"var_{q * 100:g}"] = -cut
+        out[f"es_{q * 100:g}"] = -float(r[r <= cut].mean()) if len(r) else np.nan
+    return out
+
+
 def _prices(returns: np.ndarray, start: float) -> np.ndarray:
     r = returns.astype(np.float64)
     out = np.empty((r.shape[0], r.shape[1] + 1, r.shape[2]))
@@ -258,8 +281,6 @@ def _column_names(names, assets: int) -> list:
 def _chunks_of(
     source: Any, n: int | None, seed: int | None, chunk_size: int | None, gen_kwargs
 ) -> Iterator:
-    from .generate import ScenarioGenerator, Scenarios
-
     if isinstance(source, Scenarios):
         step = chunk_size or len(source) or 1
         for s in range(0, len(source), step):
@@ -338,8 +359,6 @@ def backtest(
             "(or 'auto', which picks it)"
         )
     use_fast = fast_ok and backend in ("auto", "fast")
-    from .distributed import check_engine
-
     check_engine(engine, client, shards)
     if engine == "dask":
         return _backtest_dask(
@@ -352,7 +371,7 @@ def backtest(
             continue
         if horizon is None:
             horizon = chunk.horizon
-            _check_paths(strategy, horizon, chunk.n_assets)
+            check_paths(strategy, horizon, chunk.n_assets)
         frames.append(_run_chunk(chunk, strategy, config, use_fast))
         if progress is not None:
             progress(len(chunk))
@@ -365,23 +384,22 @@ def backtest(
     )
 
 
-def _check_paths(strategy: Strategy, horizon: int, n_assets: int) -> None:
-    """Paths long enough for the strategy's warm-up, and assets enough for it."""
+def check_paths(strategy: Strategy, horizon: int, n_assets: int | None = None) -> None:
+    """Paths long enough for the strategy's warm-up, and assets enough for it
+    (``n_assets`` None: not checked)."""
     if strategy.warmup >= horizon:
         raise ValueError(
             f"paths of {horizon} days are too short for {strategy.describe()}, which needs "
             f"{strategy.warmup} days before its first signal: generate longer paths (horizon=...)"
         )
+    if n_assets is None:
+        return
     if strategy.portfolio_kind == "grouped" and n_assets < 2:
         raise ValueError(f"{strategy.describe()} needs scenarios of two or more assets")
 
 
 def _backtest_dask(source, strategy, config, backend, chunk_size, n, seed, gen_kwargs, client,
                    shards, resources, progress) -> BacktestResult:  # fmt: skip
-    from . import native
-    from .distributed import backtest_plan
-    from .generate import ScenarioGenerator
-
     if not isinstance(source, ScenarioGenerator) or n is None or seed is None:
         raise ValueError(
             "engine='dask' backtests a ScenarioGenerator with n and seed (workers generate their "
@@ -390,17 +408,53 @@ def _backtest_dask(source, strategy, config, backend, chunk_size, n, seed, gen_k
     unknown = set(gen_kwargs) - {"drift", "horizon"}
     if unknown:
         raise ValueError(f"unexpected keyword arguments {sorted(unknown)}")
-    n = as_int("n", n, 1, 1 << 40, error=native.NativeInputError)
+    n = as_int("n", n, 1, 1 << 40, error=NativeInputError)
     drift = gen_kwargs.get("drift", "keep")
-    seed, horizon, cs = source._check_common(seed, drift, gen_kwargs.get("horizon"), chunk_size)
-    _check_paths(strategy, horizon, source.n_assets)
+    seed, horizon, cs = source.check_stream_args(seed, drift, gen_kwargs.get("horizon"), chunk_size)
+    check_paths(strategy, horizon, source.n_assets)
     metrics, used, _ = backtest_plan(
-        source, source._prior_plan(n), seed, horizon, drift, strategy, config, backend, cs,
+        source, source.prior_plan(n), seed, horizon, drift, strategy, config, backend, cs,
         client=client, shards=shards, resources=resources, device=source.device,
         progress=progress,
     )  # fmt: skip
     src = _rebuilder(source, n, seed, gen_kwargs)
     return BacktestResult(metrics, strategy, config, used, horizon, src)
+
+
+def backtest_plan(gen, plan, seed, horizon, drift, strategy, config, backend="auto",
+                  chunk_size=None, client=None, shards=None, resources=None, device="auto",
+                  progress=None, num_threads=None):  # fmt: skip
+    """The metrics of every scenario of ``plan`` (a
+    :class:`~stressvae.generate.ScenarioPlan`), generated and backtested in
+    shards on Dask workers (see :func:`stressvae.distributed.map_shards`).
+    Returns (metrics DataFrame in scenario order, backend used, worker pids)."""
+    import pandas as pd
+
+    out, _ = map_shards(
+        gen, plan, seed, horizon, drift, backtest_shard, task=(strategy, config, backend),
+        chunk_size=chunk_size, client=client, shards=shards, resources=resources, device=device,
+        progress=progress, num_threads=num_threads,
+    )  # fmt: skip
+    metrics = pd.concat([m for m, _, _ in out], ignore_index=True)
+    used = "+".join(sorted({b for _, b, _ in out}))
+    return metrics, used, sorted({p for _, _, p in out})
+
+
+def backtest_shard(gen, job, start: int, count: int):
+    """On a Dask worker: scenarios start .. start + count - 1 of the job's
+    plan, backtested with the job's (strategy, config, backend); returns
+    (metrics, backend used, worker pid)."""
+    strategy, c, backend = job.task
+    if job.num_threads:
+        with contextlib.suppress(ImportError, ValueError):
+            import numba
+
+            numba.set_num_threads(min(job.num_threads, numba.config.NUMBA_NUM_THREADS))
+    res = backtest(
+        shard_chunks(gen, job, start, count), strategy, c.fees, c.slippage, c.init_cash, c.freq,
+        start_price=c.start_price, year_days=c.year_days, backend=backend,
+    )  # fmt: skip
+    return res.metrics, res.backend, os.getpid()
 
 
 def _run_chunk(chunk, strategy: Strategy, config: BacktestConfig, use_fast: bool):
@@ -432,8 +486,6 @@ def _run_chunk(chunk, strategy: Strategy, config: BacktestConfig, use_fast: bool
 
 def _rebuilder(source, n, seed, gen_kwargs):
     """A function scenario i -> (returns of its chunk of <= 1000 paths, ids)."""
-    from .generate import ScenarioGenerator, Scenarios
-
     if isinstance(source, Scenarios):
         ids = source.tags["scenario"].to_numpy()
 
@@ -451,9 +503,9 @@ def _rebuilder(source, n, seed, gen_kwargs):
             if not 0 <= i < n:
                 raise ValueError(f"scenario must be in [0, {n}), got {i}")
             lo = i // 1000 * 1000
-            chunk = source._run(
-                source._prior_plan(n), seed, lo, min(1000, n - lo),
-                gen_kwargs.get("horizon") or source.window, gen_kwargs.get("drift", "keep"), None,
+            chunk = source.generate(
+                source.prior_plan(n), seed, lo, min(1000, n - lo),
+                gen_kwargs.get("horizon") or source.window, gen_kwargs.get("drift", "keep"),
             )  # fmt: skip
             return chunk.returns, chunk.tags["scenario"].to_numpy()
 
@@ -478,9 +530,6 @@ def historical_windows(
     Returns a DataFrame, one row per window per asset, with its start and
     end dates."""
     import pandas as pd
-
-    from .data import load_prices
-    from .generate import Scenarios
 
     frame = load_prices(prices)
     r = np.log(frame).diff().iloc[1:]

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from . import native
+from ._files import atomic_path
+from ._progress import progress_bar
 from ._version import __version__
 
 # ScenarioVAE's default decoder (stressvae.model.DEFAULT_DECODER; a test
@@ -97,9 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     model.set_data_stats(data.scaler, data.thresholds)
-    before = trainer._evaluate(
-        model.to(trainer.device).eval(), torch.as_tensor(data.scaled("val"), device=trainer.device)
-    )[0]
+    before = trainer.validation_loss(model, data)
     history = trainer.fit(model, data)
     best = history.to_frame()["val_loss"].min()
     how = "early stop" if history.stopped_early else "epoch limit"
@@ -151,15 +151,10 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
 def _write_stream(path: Path, chunks, n: int, horizon: int, n_assets: int, names, progress):
     """Streams Scenarios chunks into .npy (memory-mapped) or .parquet (row
     groups) through a temporary file renamed at the end."""
-    import os
-
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".parquet"):
         raise CliError(f"--out must end in .npy or .parquet, got {path.name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    writer = None
-    try:
+    with atomic_path(path) as tmp:
         if suffix == ".npy":
             arr = np.lib.format.open_memmap(
                 tmp, mode="w+", dtype=np.float32, shape=(n, horizon, n_assets)
@@ -175,21 +170,17 @@ def _write_stream(path: Path, chunks, n: int, horizon: int, n_assets: int, names
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            for chunk in chunks:
-                table = pa.Table.from_pandas(chunk.to_frame(), preserve_index=False)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table)
-                progress.update(len(chunk))
-            if writer is not None:
-                writer.close()
-                writer = None
-        os.replace(tmp, path)
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+            writer = None
+            try:
+                for chunk in chunks:
+                    table = pa.Table.from_pandas(chunk.to_frame(), preserve_index=False)
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table)
+                    progress.update(len(chunk))
+            finally:
+                if writer is not None:
+                    writer.close()
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -213,28 +204,28 @@ def cmd_generate(args: argparse.Namespace) -> int:
         phi = gen.phi_of(args.regime_halflife)
     except ValueError as err:
         raise CliError(f"--regime-halflife: {err}") from None
-    common = dict(seed=args.seed, chunk_size=args.chunk_size, drift=args.drift, horizon=horizon)
     if args.mode == "prior":
-        n = args.n
-        chunks = gen.iter_chunks(n, regime_halflife=args.regime_halflife, **common)
-        what = f"{n:,} scenarios from the prior"
+        plan = gen.prior_plan(args.n)
+        what = f"{plan.n:,} scenarios from the prior"
     elif args.mode == "sweep":
         plan = gen.interpolate_plan(
             data.regime(args.sweep_from), data.regime(args.sweep_to), args.steps,
             max(1, args.n // args.steps), "linear", 1.0, False,
         )  # fmt: skip
-        plan.phi = phi
-        n = plan.n
-        chunks = gen._chunks(plan, common["seed"], args.chunk_size, horizon, args.drift)
-        what = f"{n:,} scenarios from {args.sweep_from} to {args.sweep_to} in {args.steps} steps"
+        what = (
+            f"{plan.n:,} scenarios from {args.sweep_from} to {args.sweep_to} in {args.steps} steps"
+        )
     else:
         tail = data.regime("tail")
         per = max(1, args.n // max(len(tail), 1))
         plan = gen.augment_plan(tail, per, args.scale)
-        plan.phi = phi
-        n = plan.n
-        chunks = gen._chunks(plan, common["seed"], args.chunk_size, horizon, args.drift)
-        what = f"{n:,} variations of the {len(tail)} tail windows ({per} each, scale {args.scale})"
+        what = (
+            f"{plan.n:,} variations of the {len(tail)} tail windows ({per} each, "
+            f"scale {args.scale})"
+        )
+    plan = plan.with_phi(phi)
+    n = plan.n
+    chunks = gen.stream(plan, args.seed, args.chunk_size, horizon, args.drift)  # checks the flags
     how = "rolled out day by day" if gen.recurrent else "chained windows"
     if gen.recurrent and horizon <= model.window:
         how = "recurrent decoder"
@@ -243,9 +234,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         f"drift {args.drift}"
         + (f", regime half-life {args.regime_halflife:g} days" if args.regime_halflife else "")
     )
-    from .report import _bar
-
-    progress = _bar(n, not args.quiet, unit="scen", desc="generating")
+    progress = progress_bar(n, not args.quiet, unit="scen", desc="generating")
     t0 = time.perf_counter()
     out = Path(args.out)
     try:
@@ -254,15 +243,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
             if out.suffix or (out.exists() and not out.is_dir()):
                 raise CliError(f"--engine dask writes a folder of shards: --out {out} is not one")
-            if args.mode == "prior":
-                plan = gen._prior_plan(n)
-                plan.phi = phi
             with _dask_client(args) as client:
                 say(f"engine    dask, {len(client.scheduler_info()['workers'])} worker(s)")
                 write_shards(
-                    gen, plan, gen._check_common(args.seed, args.drift, horizon, None)[0], out,
-                    horizon, args.drift, args.chunk_size, client, args.shards, None,
-                    progress.update,
+                    gen, plan, args.seed, out, horizon, args.drift, args.chunk_size, client,
+                    args.shards, None, progress.update,
                 )  # fmt: skip
         else:
             _write_stream(out, chunks, n, horizon, model.n_assets, gen.asset_names, progress)

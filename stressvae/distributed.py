@@ -30,15 +30,19 @@ import contextlib
 import dataclasses
 import hashlib
 import itertools
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._checks import as_int
+from ._files import atomic_path, atomic_write
+from .generate import ScenarioGenerator, ScenarioPlan, Scenarios
+from .native import NativeInputError
 
 ENGINES = ("local", "dask")
 # Fault injection for tests only: when this names a file that does not exist
@@ -81,7 +85,7 @@ def local_client(workers: int | None = None):
 
 
 @contextlib.contextmanager
-def _client(client: Any) -> Iterator[tuple[Any, int | None]]:
+def dask_client(client: Any) -> Iterator[tuple[Any, int | None]]:
     """The user's client, or a local cluster made for this call and closed
     after it. Also: native threads per worker (None: all the worker has)."""
     if client is not None:
@@ -92,20 +96,31 @@ def _client(client: Any) -> Iterator[tuple[Any, int | None]]:
         yield c, max(1, len(os.sched_getaffinity(0)) // n)
 
 
+@contextlib.contextmanager
+def engine_client(engine: str, client: Any) -> Iterator[tuple[Any, int | None]]:
+    """:func:`dask_client` for engine="dask"; (None, None) for "local"."""
+    if engine != "dask":
+        yield None, None
+        return
+    with dask_client(client) as pair:
+        yield pair
+
+
 @dataclasses.dataclass
 class Job:
-    """What every shard of one plan shares; shipped once per worker."""
+    """What every shard of one plan shares; shipped once per worker.
+
+    task: what the shard function needs besides the scenarios (e.g. the
+    strategy and the backtest settings), opaque to the engine."""
 
     model_bytes: bytes
     asset_names: list
-    plan: Any  # generate._Plan, device_tables None
+    plan: Any  # generate.ScenarioPlan
     seed: int
     horizon: int
     drift: str
     drift_shift: Any  # float32 [assets] or None
-    strategy: Any
-    config: Any  # backtest.BacktestConfig
-    backend: str
+    task: Any
     chunk_size: int | None
     device: str
     num_threads: int | None
@@ -125,13 +140,12 @@ def model_bytes(model: Any) -> bytes:
 _WORKER_GENERATORS: dict[tuple, Any] = {}
 
 
-def _worker_generator(job: Job):
+def _worker_generator(job: Job) -> ScenarioGenerator:
     """The worker's generator for this model, loaded from its bytes once."""
     key = (job.digest, job.device, job.num_threads)
     gen = _WORKER_GENERATORS.get(key)
     if gen is None:
-        from .generate import ScenarioGenerator
-        from .model import ScenarioVAE
+        from .model import ScenarioVAE  # torch: loaded on workers, not at import
 
         with tempfile.TemporaryDirectory() as d:
             path = Path(d) / "model.safetensors"
@@ -141,7 +155,7 @@ def _worker_generator(job: Job):
         _WORKER_GENERATORS.clear()  # one model at a time per worker
         _WORKER_GENERATORS[key] = gen
     gen.asset_names = list(job.asset_names)
-    gen._drift_shift = job.drift_shift
+    gen.use_drift_shift(job.drift_shift)
     return gen
 
 
@@ -158,63 +172,27 @@ def _maybe_fail() -> None:
     os._exit(1)  # the worker process dies mid-task
 
 
-def _chunks(gen, job: Job, start: int, count: int):
-    cs = job.chunk_size or gen._default_chunk(job.horizon)
+def shard_chunks(gen: ScenarioGenerator, job: Job, start: int, count: int) -> Iterator[Scenarios]:
+    """The scenarios start .. start + count - 1 of the job's plan, in chunks
+    (the job's chunk size, default sized from memory)."""
+    cs = job.chunk_size or gen.default_chunk(job.horizon)
     for s in range(start, start + count, cs):
         m = min(cs, start + count - s)
-        yield gen._run(job.plan, job.seed, s, m, job.horizon, job.drift, None)
+        yield gen.generate(job.plan, job.seed, s, m, job.horizon, job.drift)
 
 
-def run_backtest_shard(job: Job, start: int, count: int):
-    """On a worker: scenarios start .. start + count - 1, backtested; metrics."""
+def run_shard(job: Job, start: int, count: int, fn: Callable, *extra: Any) -> Any:
+    """On a worker: ``fn(gen, job, start, count, *extra)`` with the worker's
+    generator for the job's model."""
     _maybe_fail()
-    from .backtesting import backtest
-
-    gen = _worker_generator(job)
-    if job.num_threads:
-        with contextlib.suppress(ImportError, ValueError):
-            import numba
-
-            numba.set_num_threads(min(job.num_threads, numba.config.NUMBA_NUM_THREADS))
-    c = job.config
-    res = backtest(
-        _chunks(gen, job, start, count), job.strategy, c.fees, c.slippage, c.init_cash, c.freq,
-        start_price=c.start_price, year_days=c.year_days, backend=job.backend,
-    )  # fmt: skip
-    return res.metrics, res.backend, os.getpid()
+    return fn(_worker_generator(job), job, start, count, *extra)
 
 
-def run_generate_shard(job: Job, start: int, count: int, path: str) -> str:
-    """On a worker: scenarios start .. start + count - 1 written to ``path``
-    (.npy, float32 [count, horizon, assets] log returns), atomically."""
-    _maybe_fail()
-    from numpy.lib.format import open_memmap
-
-    gen = _worker_generator(job)
-    final = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    try:
-        shape = (count, job.horizon, gen.n_assets)
-        out = open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-        for chunk in _chunks(gen, job, start, count):
-            s = int(chunk.tags["scenario"].iloc[0]) - start
-            out[s : s + len(chunk)] = chunk.returns
-        out.flush()
-        del out
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return str(final)
-
-
-def make_job(gen, plan, seed, horizon, drift, strategy=None, config=None, backend="auto",
-             chunk_size=None, device="auto", num_threads=None) -> Job:  # fmt: skip
-    plan = dataclasses.replace(plan, device_tables=None)
+def make_job(gen, plan, seed, horizon, drift, task=None, chunk_size=None, device="auto",
+             num_threads=None) -> Job:  # fmt: skip
     return Job(
         model_bytes(gen.model), list(gen.asset_names), plan, seed, horizon, drift,
-        gen._shift(drift), strategy, config, backend, chunk_size, device, num_threads,
+        gen.drift_shift(drift), task, chunk_size, device, num_threads,
     )  # fmt: skip
 
 
@@ -223,7 +201,7 @@ def _submit_all(client, fn, job: Job, ranges, extra, resources, progress):
 
     shipped = client.scatter(job, broadcast=True, hash=False)
     futures = [
-        client.submit(fn, shipped, s, c, *x, pure=False, resources=resources)
+        client.submit(run_shard, shipped, s, c, fn, *x, pure=False, resources=resources)
         for (s, c), x in zip(ranges, extra, strict=True)
     ]
     counts = {f.key: c for f, (_, c) in zip(futures, ranges, strict=True)}
@@ -237,23 +215,44 @@ def _submit_all(client, fn, job: Job, ranges, extra, resources, progress):
         client.cancel(futures)
 
 
-def backtest_plan(gen, plan, seed, horizon, drift, strategy, config, backend="auto",
-                  chunk_size=None, client=None, shards=None, resources=None, device="auto",
-                  progress=None, num_threads=None):  # fmt: skip
-    """The metrics of every scenario of ``plan``, computed in shards on Dask.
-    Returns (metrics DataFrame in scenario order, backend used, worker pids)."""
-    import pandas as pd
-
-    with _client(client) as (c, threads):
+def map_shards(
+    gen: ScenarioGenerator, plan: ScenarioPlan, seed: int, horizon: int, drift: str,
+    fn: Callable, *, task: Any = None, per_shard: Callable[[int], tuple] | None = None,
+    chunk_size: int | None = None, client: Any = None, shards: int | None = None,
+    resources: dict | None = None, device: str = "auto", progress: Any = None,
+    num_threads: int | None = None,
+) -> tuple[list, list[tuple[int, int]]]:  # fmt: skip
+    """Splits the scenarios of ``plan`` into ``shards`` index ranges (default
+    4 per worker) and runs ``fn(gen, job, start, count, *per_shard(i))`` for
+    shard i on the Dask workers, where ``gen`` is the worker's generator of
+    the same model and ``job`` carries the plan, seed, horizon, drift (and
+    its shift measured here), chunk size and ``task``. ``fn`` must be a
+    module-level function (it is pickled by name). Returns the results in
+    shard order and the (start, count) ranges."""
+    with dask_client(client) as (c, threads):
         n_workers = max(1, len(c.scheduler_info()["workers"]))
         ranges = shard_ranges(plan.n, shards or 4 * n_workers)
-        job = make_job(gen, plan, seed, horizon, drift, strategy, config, backend,
-                       chunk_size, device, threads or num_threads)  # fmt: skip
-        out = _submit_all(c, run_backtest_shard, job, ranges, [()] * len(ranges), resources,
-                          progress)  # fmt: skip
-    metrics = pd.concat([m for m, _, _ in out], ignore_index=True)
-    used = "+".join(sorted({b for _, b, _ in out}))
-    return metrics, used, sorted({p for _, _, p in out})
+        job = make_job(gen, plan, seed, horizon, drift, task, chunk_size, device,
+                       threads or num_threads)  # fmt: skip
+        extra = [per_shard(i) if per_shard else () for i in range(len(ranges))]
+        out = _submit_all(c, fn, job, ranges, extra, resources, progress)
+    return out, ranges
+
+
+def write_shard(gen: ScenarioGenerator, job: Job, start: int, count: int, path: str) -> str:
+    """On a worker: scenarios start .. start + count - 1 written to ``path``
+    (.npy, float32 [count, horizon, assets] log returns), atomically."""
+    from numpy.lib.format import open_memmap
+
+    with atomic_path(path) as tmp:
+        shape = (count, job.horizon, gen.n_assets)
+        out = open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        for chunk in shard_chunks(gen, job, start, count):
+            s = int(chunk.tags["scenario"].iloc[0]) - start
+            out[s : s + len(chunk)] = chunk.returns
+        out.flush()
+        del out
+    return str(path)
 
 
 def write_shards(
@@ -265,19 +264,14 @@ def write_shards(
     Dask workers that see ``folder`` (a shared filesystem on a real cluster),
     then ``folder/manifest.json`` (last, atomically: a folder without it is
     not a finished run). Returns the manifest's path."""
-    import json
-
-    from .report import _atomic_write
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with _client(client) as (c, threads):
-        n_workers = max(1, len(c.scheduler_info()["workers"]))
-        ranges = shard_ranges(plan.n, shards or 4 * n_workers)
-        job = make_job(gen, plan, seed, horizon, drift, chunk_size=chunk_size, device=gen.device,
-                       num_threads=threads)  # fmt: skip
-        paths = [(str(folder.resolve() / f"shard-{i:05d}.npy"),) for i in range(len(ranges))]
-        written = _submit_all(c, run_generate_shard, job, ranges, paths, resources, progress)
+    written, ranges = map_shards(
+        gen, plan, seed, horizon, drift, write_shard,
+        per_shard=lambda i: (str(folder.resolve() / f"shard-{i:05d}.npy"),),
+        chunk_size=chunk_size, client=client, shards=shards, resources=resources,
+        device=gen.device, progress=progress,
+    )  # fmt: skip
     manifest = {
         "format": "stressvae-shards/1",
         "n": plan.n,
@@ -292,9 +286,7 @@ def write_shards(
             for p, (s, n) in zip(written, ranges, strict=True)
         ],
     }
-    path = folder / "manifest.json"
-    _atomic_write(path, json.dumps(manifest, indent=1).encode())
-    return path
+    return atomic_write(folder / "manifest.json", json.dumps(manifest, indent=1).encode())
 
 
 def generate(
@@ -305,19 +297,15 @@ def generate(
     workers straight into shard files in ``folder`` (shared by the workers),
     never through this process. Returns the manifest; :func:`load_shards`
     reads the scenarios back."""
-    from . import native
-
-    n = as_int("n", n, 1, 1 << 40, error=native.NativeInputError)
-    seed, h, cs = gen._check_common(seed, drift, horizon, chunk_size)
-    return write_shards(gen, gen._prior_plan(n), seed, folder, h, drift, cs, client, shards,
+    n = as_int("n", n, 1, 1 << 40, error=NativeInputError)
+    seed, h, cs = gen.check_stream_args(seed, drift, horizon, chunk_size)
+    return write_shards(gen, gen.prior_plan(n), seed, folder, h, drift, cs, client, shards,
                         resources)  # fmt: skip
 
 
 def load_shards(folder) -> np.ndarray:
     """The scenarios of a shard folder, in index order, float32
     [n, horizon, assets] (read through memory maps, then joined)."""
-    import json
-
     folder = Path(folder)
     mpath = folder / "manifest.json"
     if not mpath.is_file():

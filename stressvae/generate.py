@@ -14,6 +14,13 @@ scenario i, bit for bit on one machine.
 - ``iter_chunks(...)``: the same streams in chunks; nothing of size
   n x horizon x assets is held unless asked for.
 
+Each of these is a :class:`ScenarioPlan` (``prior_plan``,
+``interpolate_plan``, ``augment_plan``: where the latent draw of scenario i
+comes from) run by one path: ``stream(plan, seed)`` yields its scenarios in
+chunks, ``generate(plan, seed, start, count)`` makes an index range of it (a
+shard). A plan is a small picklable value: the Dask engine ships it to
+workers that generate their own index ranges.
+
 Paths longer than the model's window (``horizon=``): a recurrent
 (``decoder="gru"``) model rolls each scenario out day by day from one latent
 draw, to any horizon, in one native call per chunk (``regime_halflife=``
@@ -26,7 +33,6 @@ persists; the days at the seams are independent).
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,9 +42,10 @@ import numpy as np
 
 from . import native
 from ._checks import as_float, as_int
+from ._files import atomic_path
 from .data import as_windows
 
-__all__ = ["DRIFTS", "ScenarioGenerator", "Scenarios"]
+__all__ = ["DRIFTS", "SETS", "ScenarioGenerator", "ScenarioPlan", "Scenarios"]
 
 DRIFTS = ("keep", "zero", "historical")
 SETS = ("prior", "sweep", "tail")  # what the scenarios of a stream are, in tags["set"]
@@ -117,21 +124,14 @@ class Scenarios:
         suffix = path.suffix.lower()
         if suffix not in (".npy", ".npz", ".parquet"):
             raise ValueError(f"save to .npy, .npz or .parquet, got {path.name!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                if suffix == ".npy":
-                    np.save(fh, self.returns)
-                elif suffix == ".npz":
-                    cols = {f"tag_{c}": self.tags[c].to_numpy() for c in self.tags.columns}
-                    np.savez(fh, returns=self.returns, **cols)
-                else:
-                    self.to_frame().to_parquet(fh, index=False)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            if suffix == ".npy":
+                np.save(fh, self.returns)
+            elif suffix == ".npz":
+                cols = {f"tag_{c}": self.tags[c].to_numpy() for c in self.tags.columns}
+                np.savez(fh, returns=self.returns, **cols)
+            else:
+                self.to_frame().to_parquet(fh, index=False)
         return path
 
     @staticmethod
@@ -148,10 +148,19 @@ class Scenarios:
         )
 
 
-@dataclasses.dataclass
-class _Plan:
-    """Where the latent draws of a stream come from: the prior, or a table of
-    K points (mu, logvar) with the point of each scenario given by index_of."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class ScenarioPlan:
+    """What a stream of ``n`` scenarios is, before any is made: where the
+    latent draw of each comes from (the prior, or a table of K points (mu,
+    logvar) with the point of scenario i given by ``index_of``), and what is
+    known of it (``tags_of``, ``label``: one of :data:`SETS`). Made by
+    :meth:`ScenarioGenerator.prior_plan`, ``interpolate_plan`` and
+    ``augment_plan``; immutable and picklable (the Dask engine ships it to
+    its workers).
+
+    phi: recurrent decoders: the AR(1) coefficient of z per day (1: z fixed
+        along the path); :meth:`with_phi` gives a copy with another one.
+    """
 
     n: int
     mu: np.ndarray  # [K, latent] float32
@@ -160,8 +169,12 @@ class _Plan:
     index_of: Any  # callable(global ids int64 [m]) -> int64 [m], or None (prior)
     tags_of: Any  # callable(global ids) -> dict of columns
     label: str
-    device_tables: Any = None  # (mu, logvar) on the GPU, made on first use
-    phi: float = 1.0  # recurrent decoder: AR(1) coefficient of z per day (1: z fixed)
+    phi: float = 1.0
+
+    def with_phi(self, phi: float) -> ScenarioPlan:
+        """This plan with the latent AR(1) coefficient ``phi`` (see
+        :meth:`ScenarioGenerator.phi_of`)."""
+        return dataclasses.replace(self, phi=phi)
 
 
 def memory_budget(cap: int) -> int:
@@ -277,6 +290,7 @@ class ScenarioGenerator:
                 )
             self.model.to(self.device)
         self._drift_shift: np.ndarray | None = None
+        self._tables: tuple[ScenarioPlan, Any] | None = None  # a plan's tables on the GPU
 
     @staticmethod
     def _resolve_device(device: str) -> str:
@@ -290,13 +304,17 @@ class ScenarioGenerator:
         return device
 
     # ---------------------------------------------------------------- plans
-    def _prior_plan(self, n: int) -> _Plan:
+    def prior_plan(self, n: int) -> ScenarioPlan:
+        """The plan of ``sample(n, seed)``: n draws from the prior N(0, I)."""
+        n = as_int("n", n, 0, 1 << 40, error=native.NativeInputError)
         z = np.zeros((1, self.latent_dim), np.float32)
-        return _Plan(n, z, z, 1.0, None, _NoTags(), "prior")
+        return ScenarioPlan(n, z, z, 1.0, None, _NoTags(), "prior")
 
-    def _check_common(
+    def check_stream_args(
         self, seed: Any, drift: str, horizon: Any, chunk_size: Any
     ) -> tuple[int, int, int | None]:
+        """The checked (seed, horizon, chunk_size) of a stream; horizon None
+        is the model's window, chunk_size None stays None (sized from memory)."""
         seed = as_int("seed", seed, 0, (1 << 64) - 1, error=native.NativeInputError)
         if drift not in DRIFTS:
             raise ValueError(f"drift must be one of {DRIFTS}, got {drift!r}")
@@ -335,15 +353,11 @@ class ScenarioGenerator:
             raise ValueError(f"regime_halflife must be a positive number of days, got {hl}")
         return float(np.float32(2.0 ** (-1.0 / hl)))
 
-    @staticmethod
-    def _with_phi(plan: _Plan, phi: float) -> _Plan:
-        plan.phi = phi
-        return plan
-
-    def _shift(self, drift: str) -> np.ndarray | None:
-        """drift="historical": the constant per-asset shift that moves the
-        model's mean daily return (measured once on a fixed calibration draw
-        from the prior) to the training mean."""
+    def drift_shift(self, drift: str) -> np.ndarray | None:
+        """The per-asset shift (float32 [assets]) added to every return for
+        ``drift``: None unless drift="historical", where it moves the model's
+        mean daily return (measured once on a fixed calibration draw from the
+        prior) to the training mean."""
         if drift != "historical":
             return None
         if self._drift_shift is None:
@@ -359,15 +373,51 @@ class ScenarioGenerator:
             self._drift_shift = (hist_mean - gen_mean).astype(np.float32)
         return self._drift_shift
 
-    def _default_chunk(self, horizon: int) -> int:
+    def use_drift_shift(self, shift: np.ndarray | None) -> None:
+        """Uses ``shift`` (what :meth:`drift_shift` gave on another machine,
+        e.g. the client that ships a Dask job) for drift="historical" instead
+        of measuring it here; None measures it again on first use."""
+        self._drift_shift = None if shift is None else np.asarray(shift, np.float32)
+
+    def default_chunk(self, horizon: int) -> int:
         """Scenarios per chunk: about 32 MiB of returns, less when memory is short."""
         per = horizon * self.n_assets * 4
         return max(1024, memory_budget(32 << 20) // per)
 
     # ---------------------------------------------------------------- streams
+    def stream(
+        self,
+        plan: ScenarioPlan,
+        seed: int,
+        chunk_size: int | None = None,
+        horizon: int | None = None,
+        drift: str = "keep",
+    ) -> Iterator[Scenarios]:
+        """The scenarios of ``plan`` in index order, ``chunk_size`` at a time
+        (default: ~32 MiB of returns per chunk). Arguments are checked here,
+        before the first chunk is asked for."""
+        seed, h, cs = self.check_stream_args(seed, drift, horizon, chunk_size)
+        return self._chunks(plan, seed, cs, h, drift)
+
+    def generate(
+        self,
+        plan: ScenarioPlan,
+        seed: int,
+        start: int,
+        count: int,
+        horizon: int | None = None,
+        drift: str = "keep",
+    ) -> Scenarios:
+        """Scenarios ``start .. start + count - 1`` of ``plan`` (a shard):
+        equal to those rows of the whole stream, whatever the chunking."""
+        seed, h, _ = self.check_stream_args(seed, drift, horizon, None)
+        start = as_int("start", start, 0, plan.n, error=native.NativeInputError)
+        count = as_int("count", count, 0, plan.n - start, error=native.NativeInputError)
+        return self._run(plan, seed, start, count, h, drift, None)
+
     def _run(
         self,
-        plan: _Plan,
+        plan: ScenarioPlan,
         seed: int,
         start: int,
         m: int,
@@ -385,7 +435,7 @@ class ScenarioGenerator:
         buf = np.empty((rows, self.window, self.n_assets), np.float32) if out is None else out
         kwargs = dict(
             seed=seed, offset=start * k, scale=plan.scale, demean=(drift == "zero"),
-            shift=self._shift(drift), check_finite=False,
+            shift=self.drift_shift(drift), check_finite=False,
         )  # fmt: skip
         idx = None if plan.index_of is None else np.repeat(plan.index_of(ids).astype(np.int64), k)
         if self.cuda_decoder is not None:
@@ -420,7 +470,7 @@ class ScenarioGenerator:
         buf = np.empty((m, horizon, self.n_assets), np.float32) if out is None else out
         kw = dict(
             seed=seed, offset=start, scale=plan.scale, demean=(drift == "zero"),
-            shift=self._shift(drift), horizon=horizon, phi=plan.phi,
+            shift=self.drift_shift(drift), horizon=horizon, phi=plan.phi,
         )  # fmt: skip
         if m == 0:
             return buf
@@ -438,12 +488,7 @@ class ScenarioGenerator:
         import torch
 
         dev = torch.device(self.device)
-        if plan.device_tables is None:
-            plan.device_tables = (
-                torch.from_numpy(plan.mu).to(dev),
-                torch.from_numpy(plan.logvar).to(dev),
-            )
-        mu, lv = plan.device_tables
+        mu, lv = self._device_tables(plan, dev)
         index = None if idx is None else torch.from_numpy(idx).to(dev)
         kw = dict(seed=seed, offset=offset, scale=scale)
         if self.cuda_decoder is not None:
@@ -470,17 +515,20 @@ class ScenarioGenerator:
                 y = y - y.double().mean(dim=1, keepdim=True).float()
         return y.cpu().numpy()
 
+    def _device_tables(self, plan: ScenarioPlan, dev: Any) -> tuple[Any, Any]:
+        """The plan's (mu, logvar) tables on the GPU, copied once per plan."""
+        import torch
+
+        if self._tables is None or self._tables[0] is not plan:
+            tables = (torch.from_numpy(plan.mu).to(dev), torch.from_numpy(plan.logvar).to(dev))
+            self._tables = (plan, tables)
+        return self._tables[1]
+
     def _cuda_run(self, plan, idx, rows, *, seed, offset, scale, demean, shift, check_finite):
         """The fused CUDA kernel for one chunk; copied to the host."""
         import torch
 
-        if plan.device_tables is None:
-            dev = self.cuda_decoder.device
-            plan.device_tables = (
-                torch.from_numpy(plan.mu).to(dev),
-                torch.from_numpy(plan.logvar).to(dev),
-            )
-        mu, lv = plan.device_tables
+        mu, lv = self._device_tables(plan, self.cuda_decoder.device)
         kw = dict(seed=seed, offset=offset, scale=scale, demean=demean, shift=shift)
         if idx is None:
             y = self.cuda_decoder.sample(mu[0], lv[0], rows, check_finite=False, **kw)
@@ -521,9 +569,9 @@ class ScenarioGenerator:
         return y.cpu().numpy()
 
     def _chunks(
-        self, plan: _Plan, seed: int, chunk_size: int | None, horizon: int, drift: str
+        self, plan: ScenarioPlan, seed: int, chunk_size: int | None, horizon: int, drift: str
     ) -> Iterator[Scenarios]:
-        cs = chunk_size or self._default_chunk(horizon)
+        cs = chunk_size or self.default_chunk(horizon)
         for start in range(0, plan.n, cs):
             yield self._run(plan, seed, start, min(cs, plan.n - start), horizon, drift, None)
 
@@ -553,10 +601,9 @@ class ScenarioGenerator:
             its draw halves, z following an AR(1) towards the prior so the
             regime can change along a long path (None: z fixed).
         """
-        n = as_int("n", n, 0, 1 << 40, error=native.NativeInputError)
-        seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
-        plan = self._with_phi(self._prior_plan(n), self.phi_of(regime_halflife))
-        return self._collect(plan, seed, cs, h, drift)
+        plan = self.prior_plan(n)
+        seed, h, cs = self.check_stream_args(seed, drift, horizon, chunk_size)
+        return self._collect(plan.with_phi(self.phi_of(regime_halflife)), seed, cs, h, drift)
 
     def iter_chunks(
         self,
@@ -569,10 +616,9 @@ class ScenarioGenerator:
     ) -> Iterator[Scenarios]:
         """The scenarios of ``sample(n, seed)`` in order, ``chunk_size`` at a
         time (default: ~32 MiB of returns per chunk)."""
-        n = as_int("n", n, 0, 1 << 40, error=native.NativeInputError)
-        seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
-        plan = self._with_phi(self._prior_plan(n), self.phi_of(regime_halflife))
-        return self._chunks(plan, seed, cs, h, drift)
+        plan = self.prior_plan(n)
+        seed, h, cs = self.check_stream_args(seed, drift, horizon, chunk_size)
+        return self._chunks(plan.with_phi(self.phi_of(regime_halflife)), seed, cs, h, drift)
 
     def _encode(self, windows: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
         w = as_windows(windows, self.window, self.n_assets, name)
@@ -590,7 +636,17 @@ class ScenarioGenerator:
         var = mu.var(axis=0) + np.exp(lv).mean(axis=0)
         return center, np.log(var)
 
-    def interpolate_plan(self, start_windows, end_windows, steps, n_per_step, path, spread, paired):
+    def interpolate_plan(
+        self,
+        start_windows: Any,
+        end_windows: Any,
+        steps: int = 11,
+        n_per_step: int = 1000,
+        path: str = "linear",
+        spread: float = 1.0,
+        paired: bool = False,
+    ) -> ScenarioPlan:
+        """The plan of :meth:`interpolate` (the windows are encoded here, once)."""
         steps = as_int("steps", steps, 2, 100_000, error=native.NativeInputError)
         n_per_step = as_int("n_per_step", n_per_step, 1, 1 << 36, error=native.NativeInputError)
         if path not in PATHS:
@@ -619,7 +675,7 @@ class ScenarioGenerator:
 
             index_of = _DivIndex(n_per_step)
 
-        return _Plan(
+        return ScenarioPlan(
             steps * n_per_step, mu_t.astype(np.float32), lv_t.astype(np.float32), spread,
             index_of, _SweepTags(n_per_step, alphas), "sweep",
         )  # fmt: skip
@@ -652,12 +708,11 @@ class ScenarioGenerator:
         of the same position instead. Scenarios come out step by step (all of
         step 0, then step 1, ...); ``tags`` has each one's ``step`` and ``alpha``.
         """
-        seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
+        seed, h, cs = self.check_stream_args(seed, drift, horizon, chunk_size)
         plan = self.interpolate_plan(
             start_windows, end_windows, steps, n_per_step, path, spread, paired
         )
-        self._with_phi(plan, self.phi_of(regime_halflife))
-        return self._collect(plan, seed, cs, h, drift)
+        return self._collect(plan.with_phi(self.phi_of(regime_halflife)), seed, cs, h, drift)
 
     def iter_interpolate(
         self,
@@ -675,12 +730,11 @@ class ScenarioGenerator:
         regime_halflife: float | None = None,
     ) -> Iterator[Scenarios]:
         """The scenarios of :meth:`interpolate`, in chunks."""
-        seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
+        seed, h, cs = self.check_stream_args(seed, drift, horizon, chunk_size)
         plan = self.interpolate_plan(
             start_windows, end_windows, steps, n_per_step, path, spread, paired
         )
-        self._with_phi(plan, self.phi_of(regime_halflife))
-        return self._chunks(plan, seed, cs, h, drift)
+        return self._chunks(plan.with_phi(self.phi_of(regime_halflife)), seed, cs, h, drift)
 
     def iter_augment(
         self,
@@ -694,13 +748,12 @@ class ScenarioGenerator:
         regime_halflife: float | None = None,
     ) -> Iterator[Scenarios]:
         """The scenarios of :meth:`augment`, in chunks."""
-        seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
-        plan = self._with_phi(
-            self.augment_plan(windows, n_per_window, scale), self.phi_of(regime_halflife)
-        )
-        return self._chunks(plan, seed, cs, h, drift)
+        seed, h, cs = self.check_stream_args(seed, drift, horizon, chunk_size)
+        plan = self.augment_plan(windows, n_per_window, scale)
+        return self._chunks(plan.with_phi(self.phi_of(regime_halflife)), seed, cs, h, drift)
 
-    def augment_plan(self, windows, n_per_window, scale):
+    def augment_plan(self, windows: Any, n_per_window: int, scale: float = 0.5) -> ScenarioPlan:
+        """The plan of :meth:`augment` (the windows are encoded here, once)."""
         n_per_window = as_int(
             "n_per_window", n_per_window, 1, 1 << 36, error=native.NativeInputError
         )
@@ -708,7 +761,7 @@ class ScenarioGenerator:
         mu, lv = self._encode(windows, "windows")
         k = len(mu)
 
-        return _Plan(
+        return ScenarioPlan(
             k * n_per_window, mu.astype(np.float32), lv.astype(np.float32), scale,
             _DivIndex(n_per_window), _AnchorTags(n_per_window), "tail",
         )  # fmt: skip
@@ -728,11 +781,9 @@ class ScenarioGenerator:
         ``data.regime("tail")``): draws around its posterior with the posterior
         standard deviation shrunk by ``scale``. ``tags["anchor"]`` is the
         position of the window each scenario comes from."""
-        seed, h, cs = self._check_common(seed, drift, horizon, chunk_size)
-        plan = self._with_phi(
-            self.augment_plan(windows, n_per_window, scale), self.phi_of(regime_halflife)
-        )
-        return self._collect(plan, seed, cs, h, drift)
+        seed, h, cs = self.check_stream_args(seed, drift, horizon, chunk_size)
+        plan = self.augment_plan(windows, n_per_window, scale)
+        return self._collect(plan.with_phi(self.phi_of(regime_halflife)), seed, cs, h, drift)
 
     def __repr__(self) -> str:
         return (

@@ -28,6 +28,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from ._files import atomic_write
+from .baselines import BootstrapBaseline, GarchBaseline, GaussianBaseline
+
 __all__ = [
     "RealismReport",
     "acf_pooled",
@@ -364,10 +367,6 @@ class RealismReport:
 
     def to_html(self, path) -> Any:
         """A standalone page with :meth:`to_html_section`, written atomically."""
-        from pathlib import Path
-
-        from .report import _atomic_write
-
         page = (
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>stressvae realism'
             "</title><style>body{font-family:system-ui,sans-serif;max-width:1180px;margin:24px "
@@ -377,9 +376,7 @@ class RealismReport:
             + self.to_html_section()
             + "</body></html>"
         )
-        path = Path(path)
-        _atomic_write(path, page.encode("utf-8"))
-        return path
+        return atomic_write(path, page.encode("utf-8"))
 
 
 def _long_paths(source: Any, n: int, seed: int, horizon: int) -> np.ndarray:
@@ -411,8 +408,6 @@ def evaluate(
         raise ValueError("generators must be a non-empty dict name -> generator")
     gens = dict(generators)
     if baselines:
-        from .baselines import BootstrapBaseline, GarchBaseline, GaussianBaseline
-
         gens.setdefault("gaussian", GaussianBaseline(data))
         gens.setdefault("bootstrap", BootstrapBaseline(data))
         gens.setdefault("garch", GarchBaseline(data))

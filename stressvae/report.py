@@ -18,13 +18,10 @@ figures, and writes one self-contained HTML file.
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import datetime
 import io
 import json
-import math
-import os
 import time
 import warnings
 from pathlib import Path
@@ -32,14 +29,30 @@ from typing import Any
 
 import numpy as np
 
-from .backtesting import METRICS, BacktestConfig, backtest, historical_windows
+from . import _figures
+from ._checks import as_int
+from ._files import atomic_write
+from ._html import render_html
+from ._progress import progress_bar
+from .backtesting import (
+    HEADLINE_METRICS,
+    METRICS,
+    BacktestConfig,
+    backtest,
+    backtest_plan,
+    check_paths,
+    historical_windows,
+    loss_risk,
+)
+from .distributed import check_engine, engine_client
+from .generate import SETS, ScenarioGenerator, ScenarioPlan
+from .model import top_anomalies
 from .strategies import Strategy
 
 __all__ = ["StressReport", "stress_test"]
 
-SETS = ("prior", "sweep", "tail")
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-HEADLINE_METRICS = ("total_return", "sharpe_ratio", "max_drawdown")
+FAN_PATHS = 2000  # prior paths kept for the fan chart
 
 
 def _seeds(seed: int) -> dict[str, int]:
@@ -108,122 +121,39 @@ def stress_test(
     each path with this half-life in days (regimes can change within a path).
     Everything streams in chunks: memory stays bounded for any n.
     """
-    from .distributed import check_engine
-
     check_engine(engine, client, shards)
-    from .generate import ScenarioGenerator
-    from .model import top_anomalies
-
     if not isinstance(strategy, Strategy):
         raise ValueError(f"strategy must be a Strategy, got {type(strategy).__name__}")
-    n = _int("n", n, 1)
-    steps = _int("steps", steps, 2)
-    n_per_step = (
-        max(1000, n // 20 // steps) if n_per_step is None else _int("n_per_step", n_per_step, 1)
-    )
-    tail_n = max(1000, n // 10) if tail_n is None else _int("tail_n", tail_n, 1)
-    window = model.window
-    if horizon is None:
-        horizon = default_horizon(window, strategy.warmup)
-    horizon = _int("horizon", horizon, 2)
-    if strategy.warmup >= horizon:
-        raise ValueError(
-            f"paths of {horizon} days are too short for {strategy.describe()}, which needs "
-            f"{strategy.warmup} days before its first signal; pass a longer horizon"
-        )
-    if horizon - strategy.warmup < strategy.warmup:
-        warnings.warn(
-            f"{strategy.describe()} has only {horizon - strategy.warmup} of {horizon} days left to "
-            "trade after its warm-up: the results say little; consider a longer horizon",
-            stacklevel=2,
-        )
+    n, steps, n_per_step, tail_n = _set_sizes(n, steps, n_per_step, tail_n)
+    horizon = _horizon(model.window, model.n_assets, strategy, horizon)
     config = BacktestConfig(fees, slippage, init_cash)
     seeds = _seeds(seed)
     gen = ScenarioGenerator(model, data, device=device)
-    start_w, end_w = data.regime(sweep_from), data.regime(sweep_to)
-    tail_w = data.regime("tail")
-    if len(start_w) == 0 or len(end_w) == 0 or len(tail_w) == 0:
-        raise ValueError(f"the data has no {sweep_from}, {sweep_to} or tail windows to work from")
-    per_tail = max(1, tail_n // len(tail_w))
-    _, horizon, cs = gen._check_common(0, drift, horizon, chunk_size)
+    _, horizon, cs = gen.check_stream_args(0, drift, horizon, chunk_size)
     phi = gen.phi_of(regime_halflife)
-    # the latent tables of the three sets (encodings of the real windows),
-    # made once here; with engine="dask" they are shipped to the workers
-    plans = {
-        "prior": gen._prior_plan(n),
-        "sweep": gen.interpolate_plan(start_w, end_w, steps, n_per_step, "linear", 1.0, False),
-        "tail": gen.augment_plan(tail_w, per_tail, tail_scale),
-    }
-    for p in plans.values():
-        p.phi = phi
-    plan = {k: (p.n,) for k, p in plans.items()}
-    bar = _bar(sum(p.n for p in plans.values()), progress)
-    frames, timings, backends = [], {}, set()
-    fan_paths = None
-    try:
-        with _engine_client(engine, client) as (dask_client, threads):
-            for name, p in plans.items():
-                t0 = time.perf_counter()
-                if engine == "dask":
-                    from .distributed import backtest_plan
+    plans = _plans(gen, data, n, steps, n_per_step, tail_n, tail_scale, sweep_from, sweep_to)
+    plans = {name: p.with_phi(phi) for name, p in plans.items()}
+    run = _SetRunner(gen, seeds, horizon, drift, cs, strategy, config, backend, device, resources)
+    metrics, timings, backends = run.all(plans, progress, engine, client, shards)
 
-                    metrics, used, _ = backtest_plan(
-                        gen, p, seeds[name], horizon, drift, strategy, config, backend, cs,
-                        client=dask_client, shards=shards, resources=resources, device=device,
-                        progress=bar.update, num_threads=threads,
-                    )  # fmt: skip
-                    if name == "prior":
-                        first = min(p.n, 2000, cs or 2000)
-                        fan_paths = gen._run(p, seeds[name], 0, first, horizon, drift, None).returns
-                else:
-                    source = gen._chunks(p, seeds[name], cs, horizon, drift)
-                    if name == "prior":
-                        source = _keep_first(source, 2000)
-                    res = backtest(
-                        source, strategy, fees=fees, slippage=slippage, init_cash=init_cash,
-                        backend=backend, progress=bar.update,
-                    )  # fmt: skip
-                    if name == "prior":
-                        fan_paths = source.kept
-                    metrics, used = res.metrics, res.backend
-                timings[name] = time.perf_counter() - t0
-                backends.add(used)
-                frames.append(metrics)
-    finally:
-        bar.close()
-    import pandas as pd
-
-    metrics = pd.concat(frames, ignore_index=True)
-    metrics["set"] = pd.Categorical(metrics["set"].astype(str), categories=list(SETS))
     t0 = time.perf_counter()
     real_prices = _real_prices(data)
-    hist = historical_windows(
-        real_prices, strategy, horizon, fees=fees, slippage=slippage, init_cash=init_cash,
-        backend=backend,
-    )  # fmt: skip
+    hist = historical_windows(real_prices, strategy, horizon, fees=fees, slippage=slippage,
+                              init_cash=init_cash, backend=backend)  # fmt: skip
     timings["historical"] = time.perf_counter() - t0
     latent = _latent_map(model, data)
     anomalies = top_anomalies(model, data, top=10)
-    realism_html = None
-    if realism:
-        from .realism import evaluate
-
-        t0 = time.perf_counter()
-        opts = dict(n=5000, n_long=1000, seed=seed, discriminator_epochs=40)
-        opts.update(realism if isinstance(realism, dict) else {})
-        rep = evaluate({"vae": gen}, data, **opts)
-        realism_html = rep.to_html_section()
-        timings["realism"] = time.perf_counter() - t0
+    realism_html = _realism_section(gen, data, seed, realism, timings)
     return StressReport(
         metrics=metrics,
         historical=hist,
         strategy=strategy.describe(),
         config=dataclasses.asdict(config),
         horizon=horizon,
-        window=window,
+        window=model.window,
         seed=seed,
         seeds=seeds,
-        counts={k: int(v[0]) for k, v in plan.items()},
+        counts={k: int(p.n) for k, p in plans.items()},
         steps=steps,
         sweep=(sweep_from, sweep_to),
         drift=drift,
@@ -231,7 +161,7 @@ def stress_test(
         timings=timings,
         model=dict(model.config),
         data=_describe_data(data),
-        fan=_fan(fan_paths, config.start_price),
+        fan=_fan(run.fan_paths, config.start_price),
         real_path=_real_path(real_prices, horizon),
         latent=latent,
         anomalies=anomalies,
@@ -241,21 +171,126 @@ def stress_test(
     )
 
 
-def _int(name: str, value: Any, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
+def _set_sizes(n: Any, steps: Any, n_per_step: Any, tail_n: Any) -> tuple[int, int, int, int]:
+    """n, steps, n_per_step (default n / 20 / steps, at least 1,000), tail_n
+    (default n / 10, at least 1,000), checked."""
+    n = as_int("n", n, 1)
+    steps = as_int("steps", steps, 2)
+    n_per_step = (
+        max(1000, n // 20 // steps) if n_per_step is None else as_int("n_per_step", n_per_step, 1)
+    )
+    tail_n = max(1000, n // 10) if tail_n is None else as_int("tail_n", tail_n, 1)
+    return n, steps, n_per_step, tail_n
 
 
-@contextlib.contextmanager
-def _engine_client(engine: str, client: Any):
-    if engine != "dask":
-        yield None, None
-        return
-    from .distributed import _client
+def _horizon(window: int, n_assets: int, strategy: Strategy, horizon: Any) -> int:
+    """The horizon asked for (default: :func:`default_horizon`), checked
+    against the strategy's warm-up; a warning when it leaves fewer days to
+    trade than the warm-up."""
+    if horizon is None:
+        horizon = default_horizon(window, strategy.warmup)
+    horizon = as_int("horizon", horizon, 2)
+    check_paths(strategy, horizon, n_assets)
+    if horizon - strategy.warmup < strategy.warmup:
+        warnings.warn(
+            f"{strategy.describe()} has only {horizon - strategy.warmup} of {horizon} days left to "
+            "trade after its warm-up: the results say little; consider a longer horizon",
+            stacklevel=3,
+        )
+    return horizon
 
-    with _client(client) as pair:
-        yield pair
+
+def _plans(
+    gen: ScenarioGenerator, data: Any, n: int, steps: int, n_per_step: int, tail_n: int,
+    tail_scale: float, sweep_from: str, sweep_to: str,
+) -> dict[str, ScenarioPlan]:  # fmt: skip
+    """The plans of the three sets: n from the prior; the calm -> crisis
+    sweep; variations around the tail windows. The latent tables (encodings
+    of the real windows) are made once here; with engine="dask" they are
+    shipped to the workers."""
+    start_w, end_w = data.regime(sweep_from), data.regime(sweep_to)
+    tail_w = data.regime("tail")
+    if len(start_w) == 0 or len(end_w) == 0 or len(tail_w) == 0:
+        raise ValueError(f"the data has no {sweep_from}, {sweep_to} or tail windows to work from")
+    per_tail = max(1, tail_n // len(tail_w))
+    return {
+        "prior": gen.prior_plan(n),
+        "sweep": gen.interpolate_plan(start_w, end_w, steps, n_per_step, "linear", 1.0, False),
+        "tail": gen.augment_plan(tail_w, per_tail, tail_scale),
+    }
+
+
+@dataclasses.dataclass
+class _SetRunner:
+    """Backtests the scenario sets of a stress test, locally or on Dask, and
+    keeps the first prior paths for the fan chart."""
+
+    gen: ScenarioGenerator
+    seeds: dict[str, int]
+    horizon: int
+    drift: str
+    chunk_size: int | None
+    strategy: Strategy
+    config: BacktestConfig
+    backend: str
+    device: str
+    resources: dict | None
+    fan_paths: np.ndarray | None = None
+
+    def all(self, plans: dict[str, ScenarioPlan], progress: bool, engine: str, client: Any,
+            shards: int | None):  # fmt: skip
+        """(metrics of every set with a ``set`` column, seconds per set,
+        backends used)."""
+        import pandas as pd
+
+        bar = progress_bar(sum(p.n for p in plans.values()), progress, desc="stress test")
+        frames, timings, backends = [], {}, set()
+        try:
+            with engine_client(engine, client) as (dask_client, threads):
+                for name, plan in plans.items():
+                    t0 = time.perf_counter()
+                    if engine == "dask":
+                        metrics, used = self.on_dask(
+                            name, plan, bar.update, dask_client, shards, threads
+                        )
+                    else:
+                        metrics, used = self.local(name, plan, bar.update)
+                    timings[name] = time.perf_counter() - t0
+                    backends.add(used)
+                    frames.append(metrics)
+        finally:
+            bar.close()
+        metrics = pd.concat(frames, ignore_index=True)
+        metrics["set"] = pd.Categorical(metrics["set"].astype(str), categories=list(SETS))
+        return metrics, timings, backends
+
+    def local(self, name: str, plan: ScenarioPlan, progress: Any):
+        source = self.gen.stream(plan, self.seeds[name], self.chunk_size, self.horizon, self.drift)
+        if name == "prior":
+            source = _keep_first(source, FAN_PATHS)
+        c = self.config
+        res = backtest(
+            source, self.strategy, fees=c.fees, slippage=c.slippage, init_cash=c.init_cash,
+            backend=self.backend, progress=progress,
+        )  # fmt: skip
+        if name == "prior":
+            self.fan_paths = source.kept
+        return res.metrics, res.backend
+
+    def on_dask(self, name: str, plan: ScenarioPlan, progress: Any, client: Any,
+                shards: int | None, threads: int | None):  # fmt: skip
+        seed, cs = self.seeds[name], self.chunk_size
+        metrics, used, _ = backtest_plan(
+            self.gen, plan, seed, self.horizon, self.drift, self.strategy, self.config,
+            self.backend, cs, client=client, shards=shards, resources=self.resources,
+            device=self.device, progress=progress, num_threads=threads,
+        )  # fmt: skip
+        if name == "prior":
+            first = min(plan.n, FAN_PATHS, cs or FAN_PATHS)
+            self.fan_paths = self.gen.generate(
+                plan, seed, 0, first, self.horizon, self.drift
+            ).returns
+        return metrics, used
 
 
 class _keep_first:
@@ -271,21 +306,20 @@ class _keep_first:
             yield chunk
 
 
-def _bar(total: int, enabled: bool, unit: str = "path", desc: str = "stress test"):
-    """A tqdm bar, or one that does nothing when ``enabled`` is false."""
-    if enabled:
-        from tqdm.auto import tqdm
+def _realism_section(gen: ScenarioGenerator, data: Any, seed: int, realism: bool | dict,
+                     timings: dict) -> str | None:  # fmt: skip
+    """The realism section of the report (stressvae.realism.evaluate of the
+    generator beside the classical baselines), or None when not asked for."""
+    if not realism:
+        return None
+    from .realism import evaluate  # scipy and the baselines: only when asked for
 
-        return tqdm(total=total, unit=unit, unit_scale=True, desc=desc, leave=False)
-
-    class _Quiet:
-        def update(self, _n):
-            pass
-
-        def close(self):
-            pass
-
-    return _Quiet()
+    t0 = time.perf_counter()
+    opts = dict(n=5000, n_long=1000, seed=seed, discriminator_epochs=40)
+    opts.update(realism if isinstance(realism, dict) else {})
+    html = evaluate({"vae": gen}, data, **opts).to_html_section()
+    timings["realism"] = time.perf_counter() - t0
+    return html
 
 
 def _real_prices(data: Any):
@@ -410,13 +444,7 @@ class StressReport:
         rows = {}
         groups = [*self.metrics.groupby("set", observed=True), ("historical", self.historical)]
         for name, g in groups:
-            r = g["total_return"].to_numpy(np.float64)
-            r = r[np.isfinite(r)]
-            row = {"paths": len(r), "prob_loss": float(np.mean(r < 0))}
-            for q in levels:
-                cut = float(np.quantile(r, 1 - q))
-                row[f"var_{q * 100:g}"] = -cut
-                row[f"es_{q * 100:g}"] = -float(r[r <= cut].mean())
+            row = loss_risk(g["total_return"].to_numpy(np.float64), levels)
             row["median_sharpe"] = float(np.nanmedian(g["sharpe_ratio"]))
             row["median_max_drawdown"] = float(np.nanmedian(g["max_drawdown"]))
             rows[name] = row
@@ -446,153 +474,7 @@ class StressReport:
     def figures(self) -> dict[str, Any]:
         """matplotlib figures: fan, histograms, sweep, latent map, training
         curve (when the History was given)."""
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        figs = {"fan": self._fig_fan(), "histograms": self._fig_hist(), "sweep": self._fig_sweep()}
-        figs["latent"] = self._fig_latent()
-        if self.history is not None:
-            figs["training"] = self._fig_training()
-        return figs
-
-    def _fig_fan(self):
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(9, 4.2))
-        real = self.real_path
-        ax.plot(
-            real["days"],
-            real["price"],
-            color="black",
-            lw=1.2,
-            label=f"real {real['asset']} to {real['end']}",
-        )
-        if self.fan:
-            q = {k: np.asarray(v) for k, v in self.fan["quantiles"].items()}
-            days = np.arange(len(q["0.5"]))
-            ax.fill_between(
-                days, q["0.01"], q["0.99"], color="tab:blue", alpha=0.12, label="1-99 %"
-            )
-            ax.fill_between(days, q["0.05"], q["0.95"], color="tab:blue", alpha=0.2, label="5-95 %")
-            ax.fill_between(
-                days, q["0.25"], q["0.75"], color="tab:blue", alpha=0.3, label="25-75 %"
-            )
-            ax.plot(days, q["0.5"], color="tab:blue", lw=1.5, label="median")
-            for p in self.fan["samples"][:6]:
-                ax.plot(days, p, color="tab:blue", lw=0.5, alpha=0.5)
-        ax.axvline(0, color="grey", ls=":")
-        ax.set_xlabel("trading days (0 = start of the scenarios)")
-        ax.set_ylabel("price (rebased to 100)")
-        ax.set_title(
-            f"Prior scenarios, {self.fan.get('paths', 0):,} sampled paths, and the real history"
-        )
-        ax.legend(loc="upper left", fontsize=8, ncol=2)
-        fig.tight_layout()
-        return fig
-
-    def _fig_hist(self):
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-        prior = self.metrics[self.metrics["set"] == "prior"]
-        labels = {
-            "total_return": "total return",
-            "sharpe_ratio": "Sharpe ratio (252 d)",
-            "max_drawdown": "max drawdown",
-        }
-        for ax, m in zip(axes, HEADLINE_METRICS, strict=True):
-            x = prior[m].to_numpy(np.float64)
-            x = x[np.isfinite(x)]
-            lo, hi = np.quantile(x, [0.005, 0.995]) if len(x) else (0, 1)
-            ax.hist(
-                np.clip(x, lo, hi),
-                bins=80,
-                color="tab:blue",
-                alpha=0.7,
-                density=True,
-                label="scenarios",
-            )
-            h = self.historical[m].to_numpy(np.float64)
-            h = h[np.isfinite(h)]
-            if len(h):
-                ax.hist(
-                    np.clip(h, lo, hi),
-                    bins=20,
-                    histtype="step",
-                    color="black",
-                    density=True,
-                    label="real windows",
-                )
-                ax.axvline(np.median(h), color="black", ls="--", lw=1, label="real median")
-            ax.set_title(labels[m])
-        axes[0].legend(fontsize=8)
-        fig.tight_layout()
-        return fig
-
-    def _fig_sweep(self):
-        import matplotlib.pyplot as plt
-
-        curves = self.sweep_curves()
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-        alpha = curves.index.to_numpy()
-        for ax, m in zip(axes, HEADLINE_METRICS, strict=True):
-            ax.fill_between(
-                alpha,
-                curves[f"{m}_q5"],
-                curves[f"{m}_q95"],
-                alpha=0.2,
-                color="tab:red",
-                label="5-95 %",
-            )
-            ax.fill_between(
-                alpha,
-                curves[f"{m}_q25"],
-                curves[f"{m}_q75"],
-                alpha=0.3,
-                color="tab:red",
-                label="25-75 %",
-            )
-            ax.plot(alpha, curves[f"{m}_q50"], color="tab:red", label="median")
-            ax.set_xlabel(f"alpha: 0 = {self.sweep[0]}, 1 = {self.sweep[1]}")
-            ax.set_title(m.replace("_", " "))
-        axes[0].legend(fontsize=8)
-        fig.tight_layout()
-        return fig
-
-    def _fig_latent(self):
-        import matplotlib.pyplot as plt
-
-        lat = self.latent
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        x, y, reg = np.asarray(lat["x"]), np.asarray(lat["y"]), np.asarray(lat["regime"])
-        for name, color in (("calm", "tab:green"), ("normal", "tab:grey"), ("crisis", "tab:red")):
-            m = reg == name
-            ax.scatter(x[m], y[m], s=4, alpha=0.5, color=color, label=f"{name} ({m.sum()})")
-        ax.scatter(*lat["today"], marker="*", s=250, color="gold", edgecolor="black", zorder=5,
-                   label=f"today ({lat['today_end']}: {lat['today_regime']})")  # fmt: skip
-        ax.set_xlabel("latent PC 1")
-        ax.set_ylabel("latent PC 2")
-        ax.set_title("Training windows in latent space")
-        ax.legend(fontsize=8, markerscale=1)
-        fig.tight_layout()
-        return fig
-
-    def _fig_training(self):
-        import matplotlib.pyplot as plt
-
-        h = self.history
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot(h["epoch"], h["train_loss"], label="train")
-        ax.plot(h["epoch"], h["val_loss"], label="validation")
-        both = np.concatenate([h["train_loss"], h["val_loss"]])
-        lo, hi = np.nanmin(both), np.nanquantile(both, 0.95)
-        ax.set_ylim(lo - 0.05 * (hi - lo), hi)  # the first epochs would flatten the rest
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss (nats / window)")
-        ax.set_title("Training curve")
-        ax.legend()
-        fig.tight_layout()
-        return fig
+        return _figures.figures(self)
 
     # ------------------------------------------------------------ output
     def to_html(self, path: str | Path) -> Path:
@@ -607,8 +489,7 @@ class StressReport:
             fig.savefig(buf, format="png", dpi=110)
             plt.close(fig)
             imgs[name] = base64.b64encode(buf.getvalue()).decode("ascii")
-        html = _render_html(self, imgs)
-        _atomic_write(path, html.encode("utf-8"))
+        atomic_write(path, render_html(self, imgs).encode("utf-8"))
         return path
 
     def save(self, folder: str | Path) -> Path:
@@ -619,14 +500,14 @@ class StressReport:
         for name in ("metrics", "historical", "anomalies"):
             buf = io.BytesIO()
             getattr(self, name).to_parquet(buf, index=False)
-            _atomic_write(folder / f"{name}.parquet", buf.getvalue())
+            atomic_write(folder / f"{name}.parquet", buf.getvalue())
         meta = {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
             if f.name not in ("metrics", "historical", "anomalies", "history")
         }
         meta["history"] = None if self.history is None else self.history.to_dict(orient="list")
-        _atomic_write(folder / "report.json", json.dumps(meta, default=_json_default).encode())
+        atomic_write(folder / "report.json", json.dumps(meta, default=_json_default).encode())
         return folder
 
     @classmethod
@@ -660,120 +541,3 @@ def _json_default(o: Any):
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _fmt_pct(x: float) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:+.1%}"
-
-
-def _render_html(rep: StressReport, imgs: dict[str, str]) -> str:
-    import html as h
-
-    head = rep.headline()
-    risk = rep.risk()
-    q = rep.quantiles()
-    cfg = rep.config
-    chained = rep.horizon > rep.window
-    recurrent = rep.model.get("decoder", "mlp") == "gru"
-    if recurrent:
-        horizon_note = (
-            f"{rep.horizon} trading days per path, rolled out day by day by the recurrent "
-            f"decoder (trained on {rep.window}-day windows) from one latent draw per path: "
-            "each day's volatility follows from the days before it."
-        )
-    elif chained:
-        horizon_note = (
-            f"{rep.horizon} trading days per path: {math.ceil(rep.horizon / rep.window)} "
-            f"generated windows of {rep.window} days chained, each drawn around the same latent "
-            "point (the regime persists; the days at the seams are independent)."
-        )
-    else:
-        horizon_note = f"{rep.horizon} trading days per path: one generated window of the model."
-
-    def table(df, pct_cols=(), digits=3, int_cols=("paths", "rank")):
-        fmt = {c: (lambda v: "" if v != v else f"{v:.1%}") for c in pct_cols}
-        fmt.update({c: (lambda v: f"{int(v):,}") for c in int_cols if c in df.columns})
-        return df.to_html(
-            float_format=lambda v: f"{v:.{digits}f}", formatters=fmt, border=0, classes="t"
-        )
-
-    def img(name, alt):
-        return (
-            f'<img alt="{h.escape(alt)}" src="data:image/png;base64,{imgs[name]}">'
-            if name in imgs
-            else ""
-        )
-
-    anomalies = rep.anomalies.copy()
-    for c in ("start", "end"):
-        anomalies[c] = anomalies[c].astype(str).str[:10]
-    counts = ", ".join(f"{k} {v:,}" for k, v in rep.counts.items())
-    timings = ", ".join(f"{k} {v:.1f} s" for k, v in rep.timings.items())
-    css = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;
-margin:24px auto;padding:0 16px;color:#1d2330}
-h1{font-size:1.6em;margin-bottom:0}.sub{color:#5a6372;margin-top:4px}
-.cards{display:flex;gap:14px;flex-wrap:wrap;margin:18px 0}
-.card{flex:1;min-width:220px;border:1px solid #d9dee7;border-radius:8px;padding:12px 16px;
-background:#f7f9fc}
-.card b{display:block;font-size:1.7em;margin-top:4px}
-img{max-width:100%;border:1px solid #e3e7ee;border-radius:6px;margin:8px 0}
-table.t{border-collapse:collapse;font-size:0.86em;margin:8px 0}
-table.t th,table.t td{padding:3px 9px;border-bottom:1px solid #e6e9ef;text-align:right}
-table.t th{background:#f2f4f8}
-.note{color:#4b5361;font-size:0.92em}
-"""
-    d, mdl = rep.data, rep.model
-    sharpe = f"{head['median_sharpe_calm']:.2f} to {head['median_sharpe_crisis']:.2f}"
-    training = "<h2>Training</h2>" + img("training", "training curve") if "training" in imgs else ""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>stressvae report: {h.escape(rep.strategy)}</title><style>{css}</style></head>
-<body>
-<h1>Stress test: {h.escape(rep.strategy)}</h1>
-<p class="sub">{", ".join(d["assets"])} daily prices {d["first"]} .. {d["last"]};
-scenarios from a ScenarioVAE ({mdl["window"]}-day windows, latent {mdl["latent_dim"]},
-{mdl["likelihood"]} likelihood, {mdl.get("decoder", "mlp")} decoder); created {rep.created}</p>
-<div class="cards">
-<div class="card">Probability of a loss over {rep.horizon} days
-<b>{head["prob_loss"]:.1%}</b></div>
-<div class="card">Expected shortfall 99 % (total return)<b>{_fmt_pct(-head["es_99"])}</b></div>
-<div class="card">Median Sharpe, calm to crisis<b>{sharpe}</b></div>
-</div>
-<h2>How this was made</h2>
-<p class="note">Paths: {counts} ({rep.backend} backtest backend). {h.escape(horizon_note)}
-Prices start at {cfg["start_price"]:g}; fees {cfg["fees"]:.4%} and slippage
-{cfg["slippage"]:.4%} of traded value; initial cash {cfg["init_cash"]:g}. Ratios are
-annualized with {cfg["year_days"]} trading days a year. Sweep: {rep.steps} steps from the
-{rep.sweep[0]} windows (alpha 0) to the {rep.sweep[1]} windows (alpha 1). Tail: variations
-around the real tail windows (worst by return or drawdown). Real windows: the strategy on the
-real history cut into {rep.horizon}-day windows. Drift: {rep.drift}. Seed {rep.seed}.
-Time: {timings}.</p>
-<h2>Scenarios and the real history</h2>{img("fan", "fan chart")}
-<h2>Outcomes: scenarios vs real windows</h2>{img("histograms", "metric histograms")}
-<h3>Risk of the total return (positive VaR / ES are losses)</h3>
-{table(risk, pct_cols=("prob_loss", "var_95", "es_95", "var_99", "es_99", "median_max_drawdown"))}
-<h2>From calm to crisis</h2>{img("sweep", "calm to crisis curves")}
-<h2>Quantiles of every metric</h2>{table(q)}
-<h2>Where the market stands</h2>{img("latent", "latent map")}
-<p class="note">Today's window (ending {rep.latent["today_end"]}) reads as
-<b>{h.escape(rep.latent["today_regime"])}</b>.</p>
-<h2>The most anomalous real windows</h2>{table(anomalies, digits=2)}
-{rep.realism_html or ""}
-{training}
-<p class="note">stressvae; metrics: total and annualized return, annualized volatility,
-Sharpe, Sortino, max drawdown, Calmar, trade count, win rate, worst day. Paths with no trade
-have no Sharpe / Sortino / Calmar (NaN).</p>
-</body></html>
-"""

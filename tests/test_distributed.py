@@ -15,9 +15,9 @@ import pytest
 
 import stressvae as sv
 from stressvae import strategies as S
+from stressvae.backtesting import backtest_plan
 from stressvae.distributed import (
     FAULT_ENV,
-    backtest_plan,
     generate,
     load_shards,
     local_client,
@@ -67,7 +67,7 @@ def test_backtest_on_dask_equals_local_and_uses_both_workers(client, gen):
     assert dask.backend == local.backend == "fast"
     # every shard ran on a worker process, and both workers took some
     _, _, pids = backtest_plan(
-        gen, gen._prior_plan(2000), 3, 64, "keep", S.BuyAndHold(), local.config,
+        gen, gen.prior_plan(2000), 3, 64, "keep", S.BuyAndHold(), local.config,
         client=client, shards=8,
     )  # fmt: skip
     assert len(pids) == 2 and os.getpid() not in pids
