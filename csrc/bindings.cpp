@@ -213,26 +213,31 @@ svae::SampleArgs latent_sampler(const FArray& mu, const FArray& logvar, const I6
   return s;
 }
 
-void decoder_decode(Decoder& d, FArray out, FArray z, uint64_t seed, uint64_t offset, bool noise,
-                    bool demean, bool cumulative, const py::object& shift, int num_threads) {
-  require(z.ndim() == 2 && z.shape(1) == d.net.latent, "z must be [n, latent]");
-  const int64_t n = z.shape(0);
+// Runs the decode of `a` (its latent source set) into out [n, D], GIL released.
+void run_decode(Decoder& d, svae::DecodeArgs a, FArray& out, int64_t n, uint64_t seed,
+                uint64_t offset, bool noise, bool demean, bool cumulative,
+                const py::object& shift, int num_threads) {
   check_out(out, n, d.net.out_dim);
-  svae::DecodeArgs a;
   FArray shift_keep;
   a.out = out.mutable_data();
   a.n = n;
-  a.z = z.data();
   a.seed = seed;
   a.offset = offset;
   a.noise = noise;
   a.demean = demean;
   a.cumulative = cumulative;
   a.shift = shift_ptr(shift, d.net.assets, shift_keep);
-  {
-    py::gil_scoped_release release;
-    svae::decode_cpu(d.net, a, num_threads);
-  }
+  py::gil_scoped_release release;
+  svae::decode_cpu(d.net, a, num_threads);
+}
+
+void decoder_decode(Decoder& d, FArray out, FArray z, uint64_t seed, uint64_t offset, bool noise,
+                    bool demean, bool cumulative, const py::object& shift, int num_threads) {
+  require(z.ndim() == 2 && z.shape(1) == d.net.latent, "z must be [n, latent]");
+  const int64_t n = z.shape(0);
+  svae::DecodeArgs a;
+  a.z = z.data();
+  run_decode(d, a, out, n, seed, offset, noise, demean, cumulative, shift, num_threads);
   g_decode_calls.fetch_add(1);
   g_decode_rows.fetch_add(static_cast<uint64_t>(n));
 }
@@ -240,22 +245,9 @@ void decoder_decode(Decoder& d, FArray out, FArray z, uint64_t seed, uint64_t of
 void decoder_sample(Decoder& d, FArray out, FArray mu, FArray logvar, I64Array index, int mode,
                     int64_t n, uint64_t seed, uint64_t offset, float scale, bool noise, bool demean,
                     bool cumulative, const py::object& shift, int num_threads) {
-  check_out(out, n, d.net.out_dim);
   svae::DecodeArgs a;
-  FArray shift_keep;
-  a.out = out.mutable_data();
-  a.n = n;
   a.sampler = latent_sampler(mu, logvar, index, mode, n, d.net.latent, seed, offset, scale);
-  a.seed = seed;
-  a.offset = offset;
-  a.noise = noise;
-  a.demean = demean;
-  a.cumulative = cumulative;
-  a.shift = shift_ptr(shift, d.net.assets, shift_keep);
-  {
-    py::gil_scoped_release release;
-    svae::decode_cpu(d.net, a, num_threads);
-  }
+  run_decode(d, a, out, n, seed, offset, noise, demean, cumulative, shift, num_threads);
   g_fused_calls.fetch_add(1);
   g_fused_rows.fetch_add(static_cast<uint64_t>(n));
 }
