@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
+from ._checks import as_int
+
 __all__ = ["KINDS", "N_METRICS", "SUPPORTED", "metrics"]
 
 N_METRICS = 10
@@ -533,12 +535,6 @@ def metrics_nb(
 # ############# Python entry point ############# #
 
 
-def _int_param(kind: str, name: str, value: Any, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{kind}: {name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
-
-
 def _float_param(kind: str, name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{kind}: {name} must be a number, got {value!r}")
@@ -562,12 +558,12 @@ def _params(kind: str, params: dict) -> tuple[np.ndarray, np.ndarray]:
     ints = np.zeros(2, dtype=np.int64)
     floats = np.zeros(2, dtype=np.float64)
     if kind == "ma_crossover":
-        ints[0] = _int_param(kind, "fast_window", params["fast_window"], 1)
-        ints[1] = _int_param(kind, "slow_window", params["slow_window"], 1)
+        ints[0] = as_int(f"{kind}: fast_window", params["fast_window"], 1)
+        ints[1] = as_int(f"{kind}: slow_window", params["slow_window"], 1)
     elif kind == "momentum":
-        ints[0] = _int_param(kind, "lookback", params["lookback"], 1)
+        ints[0] = as_int(f"{kind}: lookback", params["lookback"], 1)
     elif kind == "rsi_reversion":
-        ints[0] = _int_param(kind, "window", params["window"], 1)
+        ints[0] = as_int(f"{kind}: window", params["window"], 1)
         floats[0] = _float_param(kind, "lower", params["lower"])
         floats[1] = _float_param(kind, "upper", params["upper"])
     return ints, floats

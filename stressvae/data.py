@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._checks import as_int
+
 __all__ = ["PriceJumpWarning", "RegimeThresholds", "Scaler", "WindowData", "load_prices"]
 
 MISSING_POLICIES = ("raise", "ffill", "drop")
@@ -407,8 +409,8 @@ class WindowData:
         period the model learned from. ``holdout_block`` and
         ``holdout_offset`` without ``holdout_every`` raise.
         """
-        window = _int_arg("window", window, 2)
-        stride = _int_arg("stride", stride, 1)
+        window = as_int("window", window, 2)
+        stride = as_int("stride", stride, 1)
         if not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 0.9:
             raise ValueError(f"val_fraction must be in (0, 0.9), got {val_fraction!r}")
         for name, q in (
@@ -433,10 +435,10 @@ class WindowData:
         elif holdout_block is None:
             holdout_block = 252
         if holdout_every is not None:
-            holdout_every = _int_arg("holdout_every", holdout_every, 2)
-            holdout_block = _int_arg("holdout_block", holdout_block, window)
+            holdout_every = as_int("holdout_every", holdout_every, 2)
+            holdout_block = as_int("holdout_block", holdout_block, window)
             holdout_offset = holdout_every - 1 if holdout_offset is None else holdout_offset
-            holdout_offset = _int_arg("holdout_offset", holdout_offset, 0)
+            holdout_offset = as_int("holdout_offset", holdout_offset, 0)
             if holdout_offset >= holdout_every:
                 raise ValueError(f"holdout_offset must be below holdout_every ({holdout_every})")
 
@@ -662,14 +664,6 @@ class WindowData:
             f"asset(s) {self.asset_names}; {sizes}; "
             f"{self.end_dates[0].date()}..{self.end_dates[-1].date()}; regimes {counts})"
         )
-
-
-def _int_arg(name: str, value: Any, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {value}")
-    return int(value)
 
 
 def _holdout_masks(n: int, cut: int, window: int, every, block: int, offset):

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import as_int
+
 __all__ = [
     "BuyAndHold",
     "Custom",
@@ -33,12 +35,6 @@ __all__ = [
     "VolatilityTarget",
     "parse",
 ]
-
-
-def _pos_int(name: str, value: Any, lo: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
 
 
 def _pos_float(name: str, value: Any, lo: float = 0.0, strict: bool = True) -> float:
@@ -125,8 +121,8 @@ class MACrossover(Strategy):
     fast = "ma_crossover"
 
     def __init__(self, fast_window: int = 10, slow_window: int = 40):
-        self.fast_window = _pos_int("fast_window", fast_window)
-        self.slow_window = _pos_int("slow_window", slow_window, 2)
+        self.fast_window = as_int("fast_window", fast_window, 1)
+        self.slow_window = as_int("slow_window", slow_window, 2)
         if self.fast_window >= self.slow_window:
             raise ValueError(
                 f"fast_window ({fast_window}) must be shorter than slow_window ({slow_window})"
@@ -158,7 +154,7 @@ class TimeSeriesMomentum(Strategy):
     fast = "momentum"
 
     def __init__(self, lookback: int = 20):
-        self.lookback = _pos_int("lookback", lookback)
+        self.lookback = as_int("lookback", lookback, 1)
         self.warmup = self.lookback
 
     def params(self):
@@ -182,7 +178,7 @@ class RSIMeanReversion(Strategy):
     fast = "rsi_reversion"
 
     def __init__(self, window: int = 14, lower: float = 30.0, upper: float = 70.0):
-        self.window = _pos_int("window", window, 2)
+        self.window = as_int("window", window, 2)
         self.lower = _pos_float("lower", lower)
         self.upper = _pos_float("upper", upper)
         if not self.lower < self.upper < 100:
@@ -216,7 +212,7 @@ class VolatilityTarget(Strategy):
 
     def __init__(self, target: float = 0.10, lookback: int = 20, max_leverage: float = 1.0):
         self.target = _pos_float("target", target)
-        self.lookback = _pos_int("lookback", lookback, 2)
+        self.lookback = as_int("lookback", lookback, 2)
         self.max_leverage = _pos_float("max_leverage", max_leverage)
         self.warmup = self.lookback + 1
 
@@ -297,7 +293,7 @@ class Custom(Strategy):
             raise ValueError("Custom needs a callable: func(close) -> (entries, exits) or sizes")
         self.func = func
         self.name = str(name)
-        self.warmup = _pos_int("warmup", warmup, 0)
+        self.warmup = as_int("warmup", warmup, 0)
 
     def params(self):
         return {"func": getattr(self.func, "__name__", "func")}

@@ -184,7 +184,7 @@ def test_too_few_rows_and_bad_arguments():
         ValueError, match=r"need at least 639 prices for window=64 and val_fraction=0.2 .*got 150"
     ):
         WindowData.from_prices(prices(150), window=64)
-    with pytest.raises(ValueError, match="window must be >= 2"):
+    with pytest.raises(ValueError, match="window must be an integer >= 2"):
         WindowData.from_prices(prices(), window=1)
     with pytest.raises(ValueError, match="window must be an integer"):
         WindowData.from_prices(prices(), window=10.5)
