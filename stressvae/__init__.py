@@ -25,6 +25,7 @@ _LAZY = {
     "top_anomalies": "model",
     "ScenarioGenerator": "generate",
     "Scenarios": "generate",
+    "ScenarioPlan": "generate",
     "Trainer": "train",
     "GaussianBaseline": "baselines",
     "BootstrapBaseline": "baselines",
@@ -39,10 +40,29 @@ _LAZY = {
     "History": "train",
 }
 
+# the public submodules, reachable as attributes (``sv.strategies.MACrossover``),
+# imported on first use like the names above
+SUBMODULES = (
+    "backtesting",
+    "baselines",
+    "data",
+    "datasets",
+    "distributed",
+    "generate",
+    "model",
+    "native",
+    "realism",
+    "report",
+    "strategies",
+    "train",
+)
+
 __all__ = ["NativeInputError", "__version__", "native_info", "sample_latent", *sorted(_LAZY)]
 
 
 def __getattr__(name: str):
+    if name in SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'stressvae' has no attribute {name!r}")
@@ -52,7 +72,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(SUBMODULES))
 
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers and editors
@@ -69,6 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and editors
     from .datasets import DATASETS as DATASETS
     from .datasets import load_dataset as load_dataset
     from .generate import ScenarioGenerator as ScenarioGenerator
+    from .generate import ScenarioPlan as ScenarioPlan
     from .generate import Scenarios as Scenarios
     from .model import DecoderWeights as DecoderWeights
     from .model import ScenarioVAE as ScenarioVAE

@@ -35,6 +35,20 @@ def test_import_stays_light():
     assert out.strip() == "[]"
 
 
+def test_submodules_are_reachable_from_the_package_and_loaded_on_first_use():
+    out = run_py(
+        "import sys, stressvae as sv\n"
+        "before = 'stressvae.strategies' in sys.modules or 'stressvae.realism' in sys.modules\n"
+        "s = sv.strategies.MACrossover(10, 40)\n"
+        "print(before, s.fast_window, callable(sv.realism.evaluate), "
+        "callable(sv.distributed.local_client), sv.backtesting.backtest is sv.backtest)"
+    )
+    assert out.split() == ["False", "10", "True", "True", "True"]
+    assert set(stressvae.SUBMODULES) <= set(dir(stressvae))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        stressvae.nothing  # noqa: B018
+
+
 def test_import_and_cpu_sampling_work_without_the_cuda_module():
     out = run_py(
         "import sys, json; sys.modules['stressvae._cuda'] = None\n"
