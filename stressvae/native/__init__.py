@@ -14,7 +14,6 @@ Modules, each importing only those above it:
 - ``_loading``: the compiled ``_core`` and ``_cuda``, constants, :func:`native_info`;
 - ``checks``: the argument checks (arrays, devices, outputs, numbers);
 - ``latent``: :func:`sample_latent`, :func:`normals`, :func:`rollout_noise`;
-- ``packing``: the CUDA kernels' weight layouts;
 - ``decoder``: :class:`NativeDecoder` and :class:`CudaDecoder`;
 - ``rollout``: :class:`NativeRollout` and :class:`CudaRollout`.
 """

@@ -33,7 +33,6 @@ from .latent import (
     cuda_ready,
     host_index,
 )
-from .packing import pack_cuda_decoder
 
 ACTIVATIONS = ("silu", "relu", "tanh", "gelu")
 
@@ -209,7 +208,9 @@ class CudaDecoder:
                 f"the fused CUDA decoder takes latent and hidden widths up to {max_w} and at most "
                 f"{max_l} layers; this decoder has widths {widths} and {len(c.layers)} layers"
             )
-        packed, self.width = pack_cuda_decoder(c.layers, self.out_dim, self.gaussian)
+        # the kernel's layout, packed in C++ like the CPU decoder's weights
+        packed = cuda.pack_decoder(c.layers, self.gaussian, self.out_dim)
+        self.width = (max(widths) + 3) // 4 * 4  # shared-memory row: the widest input
         self._tensors, self._layers = [], []
         for wp, bp, act in packed:
             wt = torch.as_tensor(wp, device=self.device).contiguous()

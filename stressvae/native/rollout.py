@@ -36,7 +36,6 @@ from .latent import (
     cuda_ready,
     host_index,
 )
-from .packing import pack_cuda_rollout
 
 GRU_ARRAYS = ("w0", "b0", "w_x", "w_z", "b_i", "w_h", "b_h", "w_o", "b_o")
 
@@ -215,13 +214,8 @@ class CudaRollout:
                 f"block for hidden={H}, latent={L}, {A} assets; cuda:{self.index} allows "
                 f"{plan['smem_limit']}"
             )
-        hp, hk, image_floats = cuda.rollout_shape(H, A)
-        packed = pack_cuda_rollout(c.arrays, L, H, A, hp, hk)
-        if packed[0].size != image_floats:
-            raise RuntimeError(
-                f"stressvae CUDA rollout: packed {packed[0].size} floats of weights, the kernel "
-                f"expects {image_floats}; the Python and CUDA layouts disagree"
-            )
+        # the kernel's layout, packed in C++ like the CPU rollout's weights
+        packed = cuda.pack_rollout(*(c.arrays[k] for k in GRU_ARRAYS))
         self._image, self._w0, self._b0, self._wz = (
             torch.as_tensor(x, device=self.device) for x in packed
         )
