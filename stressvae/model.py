@@ -76,6 +76,7 @@ REGIME_NAMES = ("calm", "normal", "crisis")
 LOG_SCALE_MIN, LOG_SCALE_MAX = -7.0, 4.0  # standardized units: scale in [9e-4, 55]
 LOGVAR_MIN, LOGVAR_MAX = -12.0, 8.0
 FORMAT = "stressvae.ScenarioVAE/1"
+MAX_PARAMETERS = 1 << 30  # numbers in a model (4 GiB of float32): larger configs are refused
 
 
 def _activation(name: str) -> nn.Module:
@@ -488,6 +489,20 @@ def _to_tensor(x: Any, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
 
 
+def _thresholds(th: Any) -> RegimeThresholds | None:
+    """The regime thresholds stored in a model file (None, or finite numbers)."""
+    if not th:
+        return None
+    if not isinstance(th, dict):
+        raise ValueError(f"thresholds must be an object, got {th!r}")
+    for name, value in th.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"thresholds {name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"thresholds {name} must be finite, got {value}")
+    return RegimeThresholds(**th)
+
+
 class ScenarioVAE(nn.Module):
     """MLP encoder (window -> mu, logvar) and a decoder (z -> window): a
     :class:`Decoder` network with an :class:`Observation` model.
@@ -523,10 +538,16 @@ class ScenarioVAE(nn.Module):
         window = as_int("window", window, 2)
         n_assets = as_int("n_assets", n_assets, 1)
         latent_dim = as_int("latent_dim", latent_dim, 1)
-        hidden = tuple(int(h) for h in hidden_dims)
+        try:  # a sequence of widths; not a number, a string or a mapping
+            if isinstance(hidden_dims, (str, bytes, dict)):
+                raise TypeError
+            hidden = tuple(int(h) for h in hidden_dims)
+        except (TypeError, ValueError, OverflowError):
+            hidden = ()
         if not hidden or any(h < 1 for h in hidden):
             raise ValueError(
-                f"hidden_dims must be one or more positive widths, got {hidden_dims!r}"
+                "hidden_dims must be one or more positive widths such as (256, 256), got "
+                f"{hidden_dims!r}"
             )
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
@@ -717,12 +738,13 @@ class ScenarioVAE(nn.Module):
         prior, with observation noise (gaussian) unless ``noise=False``; the
         plain torch path (ScenarioGenerator is the fast one). The recurrent
         decoder rolls out ``horizon`` days (default: the window)."""
+        n = as_int("n", n, 0)
         g = torch.Generator(device="cpu")
         if seed is not None:
             g.manual_seed(int(seed))
         else:
             g.seed()
-        z = torch.randn(int(n), self.latent_dim, generator=g).to(self.device)
+        z = torch.randn(n, self.latent_dim, generator=g).to(self.device)
         h = self.window if horizon is None else int(horizon)
         with _eval(self):
             return self.decoder.sample(z, h, g, noise, self.scaler_mean, self.scaler_std)
@@ -849,20 +871,31 @@ class ScenarioVAE(nn.Module):
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ScenarioVAE:
         """Reads a model written by :meth:`save`. Never unpickles: anything
-        that is not a stressvae safetensors file is refused with a ValueError."""
+        that is not a stressvae safetensors file is refused with a ValueError.
+        The config and the tensors' shapes (read from the file's header) are
+        checked before any tensor is read or the model is built, the values
+        (finite, scaler_std > 0, finite thresholds) before they are used."""
         from safetensors import SafetensorError, safe_open
 
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"model file not found: {path}")
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iteration
-        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-            raise ValueError(
-                f"{path} is not a stressvae model file (safetensors could not read it: {err})"
-            ) from None
+
+        def read(what):
+            try:
+                with safe_open(str(path), framework="pt", device="cpu") as f:
+                    return what(f)
+            except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+                raise ValueError(
+                    f"{path} is not a stressvae model file (safetensors could not read it: {err})"
+                ) from None
+
+        meta, shapes = read(
+            lambda f: (
+                f.metadata() or {},
+                {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()},  # noqa: SIM118 - safe_open has no iteration
+            )
+        )
         if meta.get("format") != FORMAT:
             raise ValueError(
                 f"{path} is not a stressvae model file (format {meta.get('format')!r})"
@@ -872,26 +905,38 @@ class ScenarioVAE(nn.Module):
             th = json.loads(meta.get("thresholds", "null"))
             fitted = bool(json.loads(meta.get("fitted", "false")))
             periods = [(str(a), str(b)) for a, b in json.loads(meta.get("trained_periods", "[]"))]
-            model = cls(**config)
-        except (KeyError, TypeError, ValueError) as err:
+            thresholds = _thresholds(th)
+            with torch.device("meta"):  # shapes only: allocates nothing
+                expected = {k: tuple(v.shape) for k, v in cls(**config).state_dict().items()}
+        except (KeyError, TypeError, ValueError, OverflowError, RuntimeError) as err:
             raise ValueError(f"{path}: bad model config in the file's metadata ({err})") from None
-        expected = model.state_dict()
-        missing = sorted(set(expected) - set(tensors))
-        extra = sorted(set(tensors) - set(expected))
+        missing = sorted(set(expected) - set(shapes))
+        extra = sorted(set(shapes) - set(expected))
         if missing or extra:
             raise ValueError(
                 f"{path}: tensors do not match the config (missing {missing}, unexpected {extra})"
             )
-        for k, t in tensors.items():
-            if tuple(t.shape) != tuple(expected[k].shape):
+        for k, shape in shapes.items():
+            if shape != expected[k]:
                 raise ValueError(
-                    f"{path}: tensor {k!r} has shape {tuple(t.shape)}, the config needs "
-                    f"{tuple(expected[k].shape)}"
+                    f"{path}: tensor {k!r} has shape {shape}, the config needs {expected[k]}"
                 )
+        size = sum(math.prod(s) for s in expected.values())
+        if size > MAX_PARAMETERS:
+            raise ValueError(
+                f"{path}: the config needs {size:,} numbers, more than the {MAX_PARAMETERS:,} "
+                "a model may have"
+            )
+        tensors = read(lambda f: {k: f.get_tensor(k) for k in shapes})
+        for k, t in tensors.items():
             if not torch.isfinite(t).all():
                 raise ValueError(f"{path}: tensor {k!r} has NaN or inf")
+        if not (tensors["scaler_std"] > 0).all():
+            low = float(tensors["scaler_std"].min())
+            raise ValueError(f"{path}: tensor 'scaler_std' must be > 0, got a minimum of {low}")
+        model = cls(**config)
         model.load_state_dict(tensors)
-        model.thresholds = RegimeThresholds(**th) if th else None
+        model.thresholds = thresholds
         model.fitted = fitted
         model.trained_periods = periods
         return model.to(device).eval()

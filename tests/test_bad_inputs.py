@@ -322,3 +322,178 @@ def test_messages_never_mention_1970(tmp_path):
             bad.append(str(err))
     assert len(bad) == 2
     assert not any(re.search("1970", m) for m in bad)
+
+
+# ------------------------------------------------------------ model files and arguments
+def small_model(**kw):
+    from stressvae.model import ScenarioVAE
+
+    return ScenarioVAE(window=8, n_assets=2, latent_dim=3, hidden_dims=(8,), **kw)
+
+
+def rewrite_model(path, src, config=None, thresholds=None, **tensors):
+    """A copy of the model file ``src`` with its config, thresholds or some tensors replaced."""
+    import json
+
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = f.metadata()
+        data = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iteration
+    if config is not None:
+        meta["config"] = json.dumps({**json.loads(meta["config"]), **config})
+    if thresholds is not None:
+        meta["thresholds"] = json.dumps(thresholds)
+    data.update({k: torch.as_tensor(v, dtype=torch.float32) for k, v in tensors.items()})
+    save_file(data, str(path), metadata=meta)
+    return path
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    return small_model().save(tmp_path / "good.safetensors")
+
+
+def test_model_file_huge_config_refused_before_building(tmp_path, model_file):
+    from stressvae.model import ScenarioVAE
+
+    bad = rewrite_model(tmp_path / "huge.safetensors", model_file, config={"latent_dim": 3_000_000})
+    with pytest.raises(ValueError, match=r"huge\.safetensors: tensor '[\w.]+' has shape"):
+        ScenarioVAE.load(bad)
+    bad = rewrite_model(tmp_path / "big.safetensors", model_file, config={"window": 10**30})
+    with pytest.raises(ValueError, match=r"big\.safetensors"):
+        ScenarioVAE.load(bad)
+
+
+def test_model_file_shape_mismatch_names_tensor(tmp_path, model_file):
+    from stressvae.model import ScenarioVAE
+
+    bad = rewrite_model(tmp_path / "m.safetensors", model_file, config={"latent_dim": 4})
+    with pytest.raises(ValueError, match=r"m\.safetensors: tensor '[\w.]+' has shape .* needs"):
+        ScenarioVAE.load(bad)
+
+
+@pytest.mark.parametrize("std", [0.0, -1.0, float("nan"), float("inf")])
+def test_model_file_bad_scaler_std(tmp_path, model_file, std):
+    from stressvae.model import ScenarioVAE
+
+    bad = rewrite_model(tmp_path / "s.safetensors", model_file, scaler_std=[1.0, std])
+    with pytest.raises(ValueError, match=r"s\.safetensors: tensor 'scaler_std'"):
+        ScenarioVAE.load(bad)
+
+
+def test_model_file_nan_thresholds(tmp_path, model_file):
+    from stressvae.model import ScenarioVAE
+
+    th = dict(calm_vol=0.01, crisis_vol=0.03, crisis_drawdown=-0.1, tail_return=-0.1)
+    ok = rewrite_model(
+        tmp_path / "ok.safetensors", model_file, thresholds={**th, "tail_drawdown": -0.2}
+    )
+    assert ScenarioVAE.load(ok).thresholds.tail_drawdown == -0.2
+    bad = rewrite_model(
+        tmp_path / "t.safetensors", model_file, thresholds={**th, "tail_drawdown": float("nan")}
+    )
+    with pytest.raises(
+        ValueError, match=r"t\.safetensors.*thresholds tail_drawdown must be finite"
+    ):
+        ScenarioVAE.load(bad)
+    bad = rewrite_model(tmp_path / "u.safetensors", model_file, thresholds={**th, "x": 1.0})
+    with pytest.raises(ValueError, match=r"u\.safetensors.*bad model config"):
+        ScenarioVAE.load(bad)
+
+
+def test_anomaly_score_nan_kl_weight():
+    w = np.zeros((2, 8, 2), np.float32)
+    with pytest.raises(ValueError, match="kl_weight must be finite"):
+        small_model().anomaly_score(w, kl_weight=float("nan"))
+
+
+def test_model_arguments():
+    with pytest.raises(ValueError, match=r"hidden_dims must be .* got 256"):
+        sv.ScenarioVAE(window=8, hidden_dims=256)
+    with pytest.raises(ValueError, match="n must be an integer >= 0, got -3"):
+        small_model().sample(-3)
+
+
+# ------------------------------------------------------------ native sampler
+def native_entry_points():
+    import stressvae.native as nat
+
+    mlp, gru = small_model(), small_model(decoder="gru", rnn_hidden=8)
+    dec, ro = nat.NativeDecoder(mlp.export_decoder()), nat.NativeRollout(gru.export_decoder())
+    mu, lv, z = np.zeros(3, np.float32), np.zeros(3, np.float32), np.zeros((4, 3), np.float32)
+    return {
+        "sample_latent": lambda **k: nat.sample_latent(mu, lv, 4, **k),
+        "normals": lambda **k: nat.normals(4, 3, **k),
+        "rollout_noise": lambda **k: nat.rollout_noise(4, 5, 2, 3, **k),
+        "decoder.decode": lambda **k: dec.decode(z, **k),
+        "decoder.sample": lambda **k: dec.sample(mu, lv, 4, **k),
+        "rollout.rollout": lambda **k: ro.rollout(z, 5, **k),
+        "rollout.sample": lambda **k: ro.sample(mu, lv, 4, horizon=5, **k),
+    }
+
+
+@pytest.fixture(scope="module")
+def entry_points():
+    return native_entry_points()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["sample_latent", "normals", "rollout_noise", "decoder.decode", "decoder.sample",
+     "rollout.rollout", "rollout.sample"],
+)  # fmt: skip
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"seed": -1}, r"seed must be in \[0, 18446744073709551615\], got -1"),
+        ({"seed": 2**64}, r"seed must be in \[0, 18446744073709551615\]"),
+        ({"seed": 1.5}, "seed must be an integer"),
+        ({"seed": 1, "offset": -1}, r"offset must be in \[0, 18446744073709551615\]"),
+        ({"seed": 1, "offset": 2**64 - 2}, r"offset \+ n must be <= 2\*\*64"),
+    ],
+)
+def test_native_seed_and_offset(entry_points, name, kw, match):
+    from stressvae.native import NativeInputError
+
+    with pytest.raises(NativeInputError, match=match):
+        entry_points[name](**kw)
+
+
+def test_generator_seed_range():
+    from stressvae.native import NativeInputError
+
+    gen = sv.ScenarioGenerator(small_model(), device="cpu")
+    with pytest.raises(NativeInputError, match=r"seed must be in \[0, 18446744073709551615\]"):
+        gen.sample(4, seed=-1)
+
+
+def test_sampler_overflow_refused():
+    import stressvae.native as nat
+
+    mu, huge = np.zeros(8, np.float32), np.full(8, 1e30, np.float32)
+    with pytest.raises(nat.NativeInputError, match="logvar and scale too large"):
+        nat.sample_latent(mu, huge, 100, seed=1)
+    # the clamp's top (176: std 1.65e38) still fits with a small enough scale
+    z = nat.sample_latent(mu, np.full(8, 176, np.float32), 1000, seed=1, scale=0.3)
+    assert np.isfinite(z).all()
+    with pytest.raises(nat.NativeInputError, match="logvar and scale too large"):
+        nat.sample_latent(mu, np.zeros(8, np.float32), 100, seed=1, scale=1e38)
+    rows = np.zeros((3, 8), np.float32)
+    rows[2, 5] = 200.0
+    with pytest.raises(nat.NativeInputError, match=r"logvar=200.*position \(2, 5\)"):
+        nat.sample_latent(rows.copy() * 0, rows, seed=1)
+
+
+def test_fused_decoder_and_rollout_overflow_refused():
+    import stressvae.native as nat
+
+    dec = nat.NativeDecoder(small_model().export_decoder())
+    ro = nat.NativeRollout(small_model(decoder="gru", rnn_hidden=8).export_decoder())
+    mu, huge = np.zeros(3, np.float32), np.full(3, 1e30, np.float32)
+    with pytest.raises(nat.NativeInputError, match="logvar and scale too large"):
+        dec.sample(mu, huge, 4, seed=1)
+    with pytest.raises(nat.NativeInputError, match="logvar and scale too large"):
+        ro.sample(mu, huge, 4, horizon=5, seed=1)

@@ -179,6 +179,14 @@ def check_u64(name: str, value: Any) -> int:
     return as_int(name, value, 0, U64 - 1, error=NativeInputError)
 
 
+def check_offset(offset: Any, n: int) -> int:
+    """The first scenario index of n scenarios: an integer in [0, 2**64 - n]."""
+    offset = check_u64("offset", offset)
+    if offset + n > U64:
+        raise NativeInputError(f"offset + n must be <= 2**64, got offset={offset}, n={n}")
+    return offset
+
+
 def check_horizon(horizon: Any) -> int:
     return as_int("horizon", horizon, 1, MAX_HORIZON, error=NativeInputError)
 
@@ -202,6 +210,46 @@ def check_scale(value: Any) -> float:
     if s != 0 and abs(s) > np.finfo(np.float32).max:
         raise NativeInputError(f"scale must fit in float32, got {s}")
     return s
+
+
+# The largest |eps| the sampler's normal transform gives: Box-Muller's radius
+# sqrt(-2 ln u) at the smallest uniform, 2**-24, is 5.7666; 5.77 covers the
+# float32 rounding of log, sqrt and the product.
+EPS_MAX = 5.77
+LOGVAR_CLAMP = (-172.0, 176.0)  # the kernels clamp logvar to this before exp(logvar / 2)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_draw_range(mu: Any, logvar: Any, scale: float) -> None:
+    """Every draw ``mu + exp(logvar / 2) * scale * eps`` fits in float32 for
+    every |eps| <= EPS_MAX; else NativeInputError naming logvar and scale.
+    ``mu`` and ``logvar`` are numpy arrays or tensors of the same shape;
+    NaN values pass (check_finite is the NaN check)."""
+
+    def bound(m, lv):  # float64 |mu| + std * scale * EPS_MAX, elementwise or of maxima
+        return m + np.exp(np.clip(lv, *LOGVAR_CLAMP) / 2) * scale * EPS_MAX
+
+    if is_tensor(mu):
+        if mu.numel() == 0:
+            return
+        m, lv = float(mu.abs().max()), float(logvar.max())
+    else:
+        if mu.size == 0:
+            return
+        m, lv = float(np.abs(mu).max()), float(logvar.max())
+    if not bound(m, lv) > FLOAT32_MAX:  # the largest |mu| and std together fit (or NaN)
+        return
+    m = np.abs(numpy_view(mu.cpu() if is_tensor(mu) else mu).astype(np.float64))
+    lv = numpy_view(logvar.cpu() if is_tensor(logvar) else logvar).astype(np.float64)
+    b = bound(m, lv)
+    if (b > FLOAT32_MAX).any():
+        i = np.unravel_index(int(np.nanargmax(b)), b.shape)
+        raise NativeInputError(
+            f"logvar and scale too large: mu + exp(logvar / 2) * scale * eps overflows float32 "
+            f"for |eps| up to {EPS_MAX} (at mu={float(m[i]):.4g}, logvar={float(lv[i]):.4g}, "
+            f"scale={scale:.4g}, position {tuple(int(j) for j in i)}); the std "
+            f"exp(logvar / 2) * scale must stay below about {FLOAT32_MAX / EPS_MAX:.3g}"
+        )
 
 
 def check_phi(phi: Any) -> float:

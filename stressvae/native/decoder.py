@@ -14,6 +14,7 @@ from .checks import (
     NativeInputError,
     check_int,
     check_isa,
+    check_offset,
     check_scaler,
     check_shift,
     check_threads,
@@ -102,8 +103,8 @@ class NativeDecoder:
         """z float32 [n, latent] -> windows float32 [n, window, assets]."""
         z = check_z(z, self.latent_dim)
         seed = check_u64("seed", seed)
-        offset = check_u64("offset", offset)
         n = int(z.shape[0])
+        offset = check_offset(offset, n)
         res = self._out(out, n)
         self._impl.decode(
             res.reshape(n, self.out_dim), z, seed, offset, bool(noise), bool(demean),
@@ -255,8 +256,8 @@ class CudaDecoder:
         """z float32 tensor [n, latent] on the device -> [n, window, assets]."""
         z = check_z(z, self.latent_dim, self.device)
         seed = check_u64("seed", seed)
-        offset = check_u64("offset", offset)
         n = int(z.shape[0])
+        offset = check_offset(offset, n)
         self._self_check()
         res = self._out(out, n)
         self._launch(res, n, cuda_latent_given(z), seed, offset, noise, demean, cumulative, shift)

@@ -12,13 +12,14 @@ import numpy as np
 from . import selfcheck
 from ._loading import TAG_DRIFT, TAG_LATENT, TAG_STEP, core, require_cuda
 from .checks import (
-    U64,
     NativeInputError,
     all_finite,
     check_array,
+    check_draw_range,
     check_horizon,
     check_int,
     check_isa,
+    check_offset,
     check_scale,
     check_threads,
     check_u64,
@@ -83,9 +84,7 @@ class LatentArgs:
             n, self.mode = self.k, "rows"
         self.n = n
         self.seed = check_u64("seed", seed)
-        self.offset = check_u64("offset", offset)
-        if self.offset + n > U64:
-            raise NativeInputError(f"offset + n must be <= 2**64, got offset={self.offset}, n={n}")
+        self.offset = check_offset(offset, n)
         self.scale = check_scale(scale)
         self.device = device_of(mu)
         for name, x in (("logvar", logvar), ("index", index)):
@@ -96,6 +95,8 @@ class LatentArgs:
         if check_finite:
             all_finite("mu", mu)
             all_finite("logvar", logvar)
+        if n:
+            check_draw_range(mu, logvar, self.scale)
         if self.mode == "table":
             index_range(index, self.k)
         self.mu = numpy_view(mu).reshape(-1, self.d) if self.device == "cpu" else mu
@@ -215,6 +216,8 @@ def sample_latent(
     Philox4x32-10 keyed by ``seed``; its values for output row i depend only on
     ``(seed, offset + i)``, so any chunking, thread count or device gives the
     same z. ``std = exp(logvar / 2)`` uses logvar clamped to [-172, 176].
+    Inputs whose draws could overflow float32 (``|mu| + std * scale * 5.77``
+    above 3.4e38) are refused with :class:`NativeInputError`, so z is finite.
 
     Returns ``z`` float32 ``[n, d]``: a numpy array for numpy input, a tensor
     on the inputs' device for torch input (CUDA work goes on the current
@@ -317,9 +320,7 @@ def normals(
     n = check_int("n", n, 0, (1 << 63) - 1)
     d = check_int("d", d, 1, (1 << 31) - 1)
     seed = check_u64("seed", seed)
-    offset = check_u64("offset", offset)
-    if offset + n > U64:
-        raise NativeInputError(f"offset + n must be <= 2**64, got offset={offset}, n={n}")
+    offset = check_offset(offset, n)
     tag = check_int("tag", tag, 0, (1 << 32) - 1)
     isa = check_isa(isa)
     if not isinstance(device, str) or device.split(":")[0] not in ("cpu", "cuda"):

@@ -11,11 +11,11 @@ import numpy as np
 from . import selfcheck
 from ._loading import MAX_HORIZON, core, require_cuda
 from .checks import (
-    U64,
     NativeInputError,
     check_horizon,
     check_int,
     check_isa,
+    check_offset,
     check_phi,
     check_scaler,
     check_shift,
@@ -120,9 +120,9 @@ class NativeRollout:
         z = check_z(z, self.latent_dim)
         horizon = check_horizon(horizon)
         seed = check_u64("seed", seed)
-        offset = check_u64("offset", offset)
-        phi = check_phi(phi)
         n = int(z.shape[0])
+        offset = check_offset(offset, n)
+        phi = check_phi(phi)
         res = self._out(out, n, horizon)
         empty = np.empty((0, self.latent_dim), np.float32)
         self._impl.run(
@@ -267,10 +267,8 @@ class CudaRollout:
         z = check_z(z, self.latent_dim, self.device)
         horizon = check_horizon(horizon)
         seed = check_u64("seed", seed)
-        offset = check_u64("offset", offset)
         n = int(z.shape[0])
-        if offset + n > U64:
-            raise NativeInputError(f"offset + n must be <= 2**64, got offset={offset}, n={n}")
+        offset = check_offset(offset, n)
         phi = check_phi(phi)
         self._self_check()
         res = self._out(out, n, horizon)
