@@ -9,7 +9,9 @@ the temporary file is removed and the target is left as it was.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,3 +41,20 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return path
+
+
+def check_free_space(path: str | Path, nbytes: int, what: str) -> None:
+    """Raises OSError (ENOSPC) before writing ``nbytes`` bytes of ``what``
+    under ``path`` (a file or a folder, possibly not created yet) when the
+    file system holding it has less free space. The message names the
+    folder, the bytes needed and the bytes free."""
+    folder = Path(path).absolute()
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if nbytes > free:
+        raise OSError(
+            errno.ENOSPC,
+            f"{what} needs {nbytes / 2**30:.2f} GiB ({nbytes} bytes) but {folder} "
+            f"has only {free / 2**30:.2f} GiB ({free} bytes) free",
+        )
