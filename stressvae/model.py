@@ -739,13 +739,13 @@ class ScenarioVAE(nn.Module):
         plain torch path (ScenarioGenerator is the fast one). The recurrent
         decoder rolls out ``horizon`` days (default: the window)."""
         n = as_int("n", n, 0)
+        h = self.window if horizon is None else as_int("horizon", horizon, 1)
         g = torch.Generator(device="cpu")
         if seed is not None:
-            g.manual_seed(int(seed))
+            g.manual_seed(as_int("seed", seed, -(1 << 63), (1 << 64) - 1))  # torch's range
         else:
             g.seed()
         z = torch.randn(n, self.latent_dim, generator=g).to(self.device)
-        h = self.window if horizon is None else int(horizon)
         with _eval(self):
             return self.decoder.sample(z, h, g, noise, self.scaler_mean, self.scaler_std)
 

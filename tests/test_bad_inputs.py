@@ -415,6 +415,11 @@ def test_model_arguments():
         sv.ScenarioVAE(window=8, hidden_dims=256)
     with pytest.raises(ValueError, match="n must be an integer >= 0, got -3"):
         small_model().sample(-3)
+    gru = small_model(decoder="gru", rnn_hidden=8)
+    with pytest.raises(ValueError, match="horizon must be an integer >= 1, got -3"):
+        gru.sample(2, seed=1, horizon=-3)
+    with pytest.raises(ValueError, match=r"seed must be in \[-9223372036854775808, "):
+        gru.sample(2, seed=2**70)
 
 
 # ------------------------------------------------------------ native sampler

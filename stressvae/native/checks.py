@@ -229,14 +229,10 @@ def check_draw_range(mu: Any, logvar: Any, scale: float) -> None:
     def bound(m, lv):  # float64 |mu| + std * scale * EPS_MAX, elementwise or of maxima
         return m + np.exp(np.clip(lv, *LOGVAR_CLAMP) / 2) * scale * EPS_MAX
 
-    if is_tensor(mu):
-        if mu.numel() == 0:
-            return
-        m, lv = float(mu.abs().max()), float(logvar.max())
-    else:
-        if mu.size == 0:
-            return
-        m, lv = float(np.abs(mu).max()), float(logvar.max())
+    if (mu.numel() if is_tensor(mu) else mu.size) == 0:
+        return
+    # max |mu| without a copy of mu; Python floats (one sync for CUDA tensors)
+    m, lv = max(float(mu.max()), -float(mu.min())), float(logvar.max())
     if not bound(m, lv) > FLOAT32_MAX:  # the largest |mu| and std together fit (or NaN)
         return
     m = np.abs(numpy_view(mu.cpu() if is_tensor(mu) else mu).astype(np.float64))
