@@ -231,6 +231,7 @@ def test_stress_then_report_again(tmp_path, trained_model_file):
     assert res.returncode == 2 and "is not a saved stress report" in res.stderr
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_stress_test_and_reuses_its_model(tmp_path):
     out = tmp_path / "demo"
     res = cli("demo", "--n", "3000", "--out", str(out), "--device", "cpu", "--quiet")

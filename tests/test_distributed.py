@@ -59,6 +59,7 @@ def test_shard_ranges_cover_every_index_once(n, k):
     assert not sizes or max(sizes) - min(sizes) <= 1
 
 
+@pytest.mark.slow
 def test_backtest_on_dask_equals_local_and_uses_both_workers(client, gen):
     kw = dict(n=9_001, seed=11, fees=0.001, slippage=0.0005, horizon=150, drift="historical")
     local = sv.backtest(gen, S.MACrossover(10, 40), **kw)
@@ -73,6 +74,7 @@ def test_backtest_on_dask_equals_local_and_uses_both_workers(client, gen):
     assert len(pids) == 2 and os.getpid() not in pids
 
 
+@pytest.mark.slow
 def test_stress_test_on_dask_is_the_same_report(client, trained, sp500_data):
     model = trained[0]
     kw = dict(n=4000, seed=5, steps=3, n_per_step=500, tail_n=700, fees=0.001, device="cpu")
@@ -86,6 +88,7 @@ def test_stress_test_on_dask_is_the_same_report(client, trained, sp500_data):
     assert set(dask.metrics["set"]) == {"prior", "sweep", "tail"}
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_is_replaced_and_its_shard_rerun(tmp_path, monkeypatch, gen):
     marker = tmp_path / "killed"
     monkeypatch.setenv(FAULT_ENV, str(marker))  # the workers inherit it
@@ -102,6 +105,7 @@ def test_a_worker_that_dies_is_replaced_and_its_shard_rerun(tmp_path, monkeypatc
     assert res.metrics["scenario"].is_unique and len(res.metrics) == 6000
 
 
+@pytest.mark.slow
 def test_generate_writes_shards_that_equal_sample(client, gen, tmp_path):
     manifest = generate(gen, 5003, 9, tmp_path / "run", horizon=100, client=client, shards=4)
     assert manifest.exists() and len(list((tmp_path / "run").glob("shard-*.npy"))) == 4
@@ -124,6 +128,7 @@ def test_engine_arguments_are_checked(gen, sp500_data):
         sv.backtest(scen, S.BuyAndHold(), engine="dask")
 
 
+@pytest.mark.slow
 def test_cli_generate_on_dask_equals_local(tmp_path, trained):
     model_file = trained[0].save(tmp_path / "m.safetensors")
 
