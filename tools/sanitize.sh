@@ -6,7 +6,8 @@
 #
 # What it does:
 #   1. copies stressvae/ (sources only: no .so, no __pycache__), tests/ and
-#      pyproject.toml into WORKDIR (default: a fresh mktemp -d), so that the
+#      pyproject.toml into WORKDIR (default: a fresh mktemp -d; a stressvae/
+#      or tests/ already there is deleted first), so that the
 #      installed package and its stressvae/_core*.so are never touched;
 #   2. compiles the sources setup.py lists for stressvae._core (objects in
 #      WORKDIR/build are reused while no file in csrc/ is newer) with
