@@ -464,9 +464,11 @@ def _run_chunk(chunk, strategy: Strategy, config: BacktestConfig, use_fast: bool
     grouped = strategy.portfolio_kind == "grouped"
     cells = VECTORBT_CHUNK_CELLS if not use_fast else FAST_CHUNK_CELLS
     step = max(1, cells // ((h + 1) * a))
+    ids = np.asarray(chunk.tags["scenario"] if "scenario" in chunk.tags else range(m))
     parts = []
     for s in range(0, m, step):
         close = _prices(chunk.returns[s : s + step], config.start_price)  # [k, h+1, a]
+        check_prices(close, ids[s : s + step], chunk.asset_names)
         k = close.shape[0]
         flat = np.ascontiguousarray(close.transpose(1, 0, 2).reshape(h + 1, k * a))
         if use_fast:
@@ -482,6 +484,21 @@ def _run_chunk(chunk, strategy: Strategy, config: BacktestConfig, use_fast: bool
     frame = pd.DataFrame(values, columns=list(METRICS))
     frame["trade_count"] = frame["trade_count"].astype(np.int64)
     return pd.concat([tags, frame], axis=1)
+
+
+def check_prices(close: np.ndarray, ids: Any, asset_names: list) -> None:
+    """Refuses (ValueError) paths whose prices (float64 [paths, days + 1,
+    assets]) are not all finite and > 0, e.g. from NaN or inf returns, the
+    same for every backend (vectorbt would report a 0.0 return); the message
+    names the first such scenario and asset."""
+    ok = ((close > 0) & (close < np.inf)).all(axis=1)  # [paths, assets]
+    if not ok.all():
+        p, a = np.argwhere(~ok)[0]
+        raise ValueError(
+            f"scenarios must give finite prices > 0 (no NaN or inf returns); "
+            f"{int((~ok).sum())} path(s) do not, the first is scenario "
+            f"{ids[p]}, asset {asset_names[a]!r}"
+        )
 
 
 def _rebuilder(source, n, seed, gen_kwargs):
@@ -533,7 +550,8 @@ def historical_windows(
 
     frame = load_prices(prices)
     r = np.log(frame).diff().iloc[1:]
-    stride = horizon if stride is None else int(stride)
+    horizon = as_int("horizon", horizon, 1)
+    stride = horizon if stride is None else as_int("stride", stride, 1)
     starts = np.arange(0, len(r) - horizon + 1, stride)
     if len(starts) == 0:
         raise ValueError(

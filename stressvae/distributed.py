@@ -31,6 +31,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -40,11 +41,12 @@ from typing import Any
 import numpy as np
 
 from ._checks import as_int
-from ._files import atomic_path, atomic_write
+from ._files import atomic_path, atomic_write, check_free_space
 from .generate import ScenarioGenerator, ScenarioPlan, Scenarios
 from .native import NativeInputError
 
 ENGINES = ("local", "dask")
+SHARDS_FORMAT = "stressvae-shards/1"  # the manifest's "format"
 # Fault injection for tests only: when this names a file that does not exist
 # yet, the first shard to start creates it and kills its own worker process.
 FAULT_ENV = "STRESSVAE_FAULT_ONCE"
@@ -265,6 +267,7 @@ def write_shards(
     then ``folder/manifest.json`` (last, atomically: a folder without it is
     not a finished run). Returns the manifest's path."""
     folder = Path(folder)
+    check_free_space(folder, 4 * plan.n * horizon * gen.n_assets, f"{plan.n} scenarios in shards")
     folder.mkdir(parents=True, exist_ok=True)
     written, ranges = map_shards(
         gen, plan, seed, horizon, drift, write_shard,
@@ -273,7 +276,7 @@ def write_shards(
         device=gen.device, progress=progress,
     )  # fmt: skip
     manifest = {
-        "format": "stressvae-shards/1",
+        "format": SHARDS_FORMAT,
         "n": plan.n,
         "set": plan.label,
         "seed": seed,
@@ -303,24 +306,114 @@ def generate(
                         resources)  # fmt: skip
 
 
-def load_shards(folder) -> np.ndarray:
-    """The scenarios of a shard folder, in index order, float32
-    [n, horizon, assets] (read through memory maps, then joined)."""
+def _bad(mpath: Path, what: str) -> ValueError:
+    return ValueError(f"{mpath}: {what}")
+
+
+def _field(manifest: dict, key: str, kind: type | tuple, mpath: Path) -> Any:
+    if key not in manifest:
+        raise _bad(mpath, f"missing field {key!r}")
+    v = manifest[key]
+    if isinstance(v, bool) or not isinstance(v, kind):
+        raise _bad(mpath, f"field {key!r} has the wrong type ({type(v).__name__})")
+    return v
+
+
+def read_manifest(folder: str | Path) -> dict:
+    """The manifest of a finished shard folder, checked as untrusted input:
+    its schema (every field's type), ``format``, and a shard list whose
+    entries are plain file names inside the folder, each listed once, with
+    counts >= 1 whose starts follow each other from 0 and add up to ``n``.
+    Raises ValueError naming the manifest and the field."""
     folder = Path(folder)
     mpath = folder / "manifest.json"
     if not mpath.is_file():
         raise ValueError(f"{folder} holds no finished shard run (no manifest.json)")
-    manifest = json.loads(mpath.read_text())
-    parts = []
-    for sh in manifest["shards"]:
-        arr = np.load(folder / sh["path"], mmap_mode="r")
-        if arr.shape[0] != sh["count"]:
+    try:
+        manifest = json.loads(mpath.read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise _bad(mpath, f"not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise _bad(mpath, "not a JSON object")
+    fmt = _field(manifest, "format", str, mpath)
+    if fmt != SHARDS_FORMAT:
+        raise _bad(mpath, f"format is {fmt!r}, expected {SHARDS_FORMAT!r}")
+    n = _field(manifest, "n", int, mpath)
+    horizon = _field(manifest, "horizon", int, mpath)
+    assets = _field(manifest, "assets", list, mpath)
+    if n < 0 or horizon < 1 or not assets or not all(isinstance(a, str) for a in assets):
+        raise _bad(mpath, f"need n >= 0, horizon >= 1 and asset names, got n={n}, "
+                          f"horizon={horizon}, {len(assets)} assets")  # fmt: skip
+    _field(manifest, "seed", int, mpath)
+    for key in ("set", "drift", "units"):
+        _field(manifest, key, str, mpath)
+    shards = _field(manifest, "shards", list, mpath)
+    names: set[str] = set()
+    start = 0
+    for i, sh in enumerate(shards):
+        if not isinstance(sh, dict):
+            raise _bad(mpath, f"shards[{i}] is not an object")
+        name = _field(sh, "path", str, mpath)
+        plain = name not in ("", ".", "..") and "/" not in name and "\\" not in name
+        if not plain or "\0" in name or Path(name).is_absolute():
+            raise _bad(mpath, f"shards[{i}] path {name!r} is not a plain file name in {folder}")
+        if name in names or name == "manifest.json":
+            raise _bad(mpath, f"shard {name!r} is listed twice")
+        names.add(name)
+        s, c = _field(sh, "start", int, mpath), _field(sh, "count", int, mpath)
+        if c < 1:
+            raise _bad(mpath, f"shard {name!r} has count {c}, expected >= 1")
+        if s != start:
+            raise _bad(mpath, f"shard {name!r} has start {s}, expected {start}")
+        start += c
+    if start != n:
+        raise _bad(mpath, f"the shards hold {start} scenarios, n says {n}")
+    return manifest
+
+
+def _open_shard(folder: Path, sh: dict, horizon: int, n_assets: int) -> np.memmap:
+    """The shard ``sh`` of ``folder`` mapped read-only, after checking that
+    it resolves inside the folder (no symlink out), is a float32 C-order
+    .npy of shape [count, horizon, assets] and holds all its bytes."""
+    from numpy.lib import format as npy
+
+    name = sh["path"]
+    where = f"shard {name} in {folder}"
+    root = folder.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root) or path == root:
+        raise ValueError(f"{where} resolves outside the folder ({path})")
+    if not path.is_file():
+        raise ValueError(f"{where} is missing (or not a file)")
+    want = (sh["count"], horizon, n_assets)
+    with open(path, "rb") as fh:
+        try:
+            version = npy.read_magic(fh)
+            read_header = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+            if version not in read_header:
+                raise ValueError(f"unsupported .npy version {version}")
+            shape, fortran, dtype = read_header[version](fh)
+        except (ValueError, OSError, SyntaxError) as e:
+            raise ValueError(f"{where} is not a readable .npy file ({e})") from None
+        if dtype != np.dtype(np.float32) or fortran or shape != want:
             raise ValueError(
-                f"{sh['path']} holds {arr.shape[0]} scenarios, the manifest {sh['count']}"
+                f"{where} holds {dtype}{' (Fortran order)' if fortran else ''} {shape}, "
+                f"the manifest says float32 {want}"
             )
-        parts.append(arr)
-    return (
-        np.concatenate(parts)
-        if parts
-        else np.empty((0, manifest["horizon"], len(manifest["assets"])), np.float32)
-    )
+        offset = fh.tell()
+        size, expected = os.fstat(fh.fileno()).st_size, offset + 4 * math.prod(want)
+        if size != expected:
+            raise ValueError(f"{where} is truncated or padded: {size} bytes, expected {expected}")
+        return np.memmap(fh, dtype=np.float32, mode="r", offset=offset, shape=want)
+
+
+def load_shards(folder) -> np.ndarray:
+    """The scenarios of a shard folder, in index order, float32
+    [n, horizon, assets] (read through memory maps, then joined). The
+    manifest is untrusted input (see :func:`read_manifest`); every shard is
+    checked against it before it is read, and none outside ``folder``."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    horizon, n_assets = manifest["horizon"], len(manifest["assets"])
+    parts = [_open_shard(folder, sh, horizon, n_assets) for sh in manifest["shards"]]
+    return np.concatenate(parts) if parts else np.empty((0, horizon, n_assets), np.float32)

@@ -177,15 +177,37 @@ class ScenarioPlan:
         return dataclasses.replace(self, phi=phi)
 
 
+def available_memory() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes (None where it cannot be read)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            return next(int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
 def memory_budget(cap: int) -> int:
     """Bytes a chunk may use: ``cap``, or a twentieth of the available
     memory when that is less (never below 4 MiB)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            avail = next(int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError):
+    avail = available_memory()
+    if avail is None:
         return cap
     return min(cap, max(avail // 20, 4 << 20))
+
+
+def check_memory(n: int, horizon: int, n_assets: int) -> None:
+    """Raises MemoryError, before anything is allocated, when the returns of
+    n scenarios (n x horizon x assets float32) need more than the available
+    memory; the message gives both sizes and points to streaming."""
+    need = 4 * n * horizon * n_assets
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise MemoryError(
+            f"n={n} scenarios of {horizon} days x {n_assets} assets need "
+            f"{need / 2**30:.1f} GiB of memory, {avail / 2**30:.1f} GiB is available: "
+            "stream them in chunks with gen.iter_chunks(n, seed, ...) or write them "
+            "to a file with `stressvae generate --out`"
+        )
 
 
 # The maps from a scenario's global index to its latent point and its tags are
@@ -576,6 +598,7 @@ class ScenarioGenerator:
             yield self._run(plan, seed, start, min(cs, plan.n - start), horizon, drift, None)
 
     def _collect(self, plan, seed, chunk_size, horizon, drift) -> Scenarios:
+        check_memory(plan.n, horizon, self.n_assets)
         parts = list(self._chunks(plan, seed, chunk_size or plan.n or 1, horizon, drift))
         if not parts:
             return self._run(plan, seed, 0, 0, horizon, drift, None)

@@ -28,8 +28,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from ._checks import as_int
 from ._files import atomic_write
 from .baselines import BootstrapBaseline, GarchBaseline, GaussianBaseline
+from .data import WindowData
 
 __all__ = [
     "RealismReport",
@@ -406,6 +408,13 @@ def evaluate(
 
     if not isinstance(generators, dict) or not generators:
         raise ValueError("generators must be a non-empty dict name -> generator")
+    if not isinstance(data, WindowData):
+        raise ValueError(f"data must be a WindowData, got {type(data).__name__}")
+    n = as_int("n", n, 1)
+    n_long = as_int("n_long", n_long, 1)
+    long_horizon = as_int("long_horizon", long_horizon, 1)
+    seed = as_int("seed", seed, 0)
+    discriminator_epochs = as_int("discriminator_epochs", discriminator_epochs, 1)
     gens = dict(generators)
     if baselines:
         gens.setdefault("gaussian", GaussianBaseline(data))

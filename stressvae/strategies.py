@@ -311,8 +311,10 @@ class Custom(Strategy):
                         f"custom strategy {self.name!r}: {nm} must have the close chunk's shape "
                         f"{close.shape}, got {getattr(x, 'shape', type(x).__name__)}"
                     )
+                self._check_values(nm, x)
             return _signals_portfolio(close, entries, exits, fees, slippage, init_cash, freq)
         if isinstance(out, (pd.DataFrame, np.ndarray)) and np.shape(out) == close.shape:
+            self._check_values("sizes", out)
             return vbt.Portfolio.from_orders(
                 close, out, size_type="targetpercent", fees=fees, slippage=slippage,
                 init_cash=init_cash, freq=freq,
@@ -321,6 +323,39 @@ class Custom(Strategy):
             f"custom strategy {self.name!r} must return (entries, exits) or a DataFrame of target "
             f"percent sizes shaped like close {close.shape}"
         )
+
+    def _check_values(self, what: str, x: Any) -> None:
+        """Refuses (ValueError) ``what`` (entries, exits or sizes, shaped like
+        the close chunk) holding anything but booleans and numbers, or NaN:
+        either would pass through vectorbt as no trade at all."""
+        import pandas as pd
+
+        arr = np.asarray(x)
+        if arr.dtype.kind == "O":
+            numbers = (bool, int, float, np.bool_, np.number)
+            odd = [v for v in arr.flat if not isinstance(v, numbers) and v is not None]
+            odd = [v for v in odd if v is not pd.NA]  # missing values: NaN below
+            if odd:
+                odd = odd[0]
+                raise ValueError(
+                    f"custom strategy {self.name!r}: {what} must be booleans or numbers, "
+                    f"got dtype object holding {type(odd).__name__} ({odd!r})"
+                )
+            nan = pd.isna(arr)
+        elif arr.dtype.kind in "biuf":
+            nan = np.isnan(arr) if arr.dtype.kind == "f" else None
+        else:
+            raise ValueError(
+                f"custom strategy {self.name!r}: {what} must be booleans or numbers, "
+                f"got dtype {arr.dtype}"
+            )
+        if nan is not None and nan.any():
+            day, col = np.argwhere(nan)[0]
+            raise ValueError(
+                f"custom strategy {self.name!r}: {what} hold NaN ({int(nan.sum())} NaN or "
+                f"missing; the first on day {day} (0: the start price), column {col} of the "
+                "close chunk)"
+            )
 
 
 def _same_columns(frame, close):

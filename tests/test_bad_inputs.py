@@ -5,6 +5,7 @@ tmp_path; nothing here trains for long or touches the network."""
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 
@@ -502,3 +503,390 @@ def test_fused_decoder_and_rollout_overflow_refused():
         dec.sample(mu, huge, 4, seed=1)
     with pytest.raises(nat.NativeInputError, match="logvar and scale too large"):
         ro.sample(mu, huge, 4, horizon=5, seed=1)
+
+
+# ------------------------------------------------------------ shard folders (untrusted manifests)
+def shard_folder(path, counts=(3, 2), horizon=4, assets=2, edit=None):
+    """A valid shard folder as distributed.write_shards leaves it, the
+    manifest passed through ``edit`` first."""
+    import json
+
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    entries, parts, start = [], [], 0
+    for i, c in enumerate(counts):
+        arr = rng.normal(size=(c, horizon, assets)).astype(np.float32)
+        np.save(path / f"shard-{i:05d}.npy", arr)
+        entries.append({"path": f"shard-{i:05d}.npy", "start": start, "count": c})
+        parts.append(arr)
+        start += c
+    manifest = {
+        "format": "stressvae-shards/1", "n": start, "set": "prior", "seed": 1,
+        "horizon": horizon, "drift": "keep", "assets": [f"a{j}" for j in range(assets)],
+        "units": "daily log returns", "shards": entries,
+    }  # fmt: skip
+    if edit is not None:
+        edit(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    return path, np.concatenate(parts)
+
+
+def test_valid_shard_folder_reads_back(tmp_path):
+    from stressvae.distributed import load_shards
+
+    folder, want = shard_folder(tmp_path / "run")
+    got = load_shards(folder)
+    assert got.dtype == np.float32 and np.array_equal(got, want)
+
+
+def _outside(tmp_path):
+    (tmp_path / "outside").mkdir(exist_ok=True)
+    np.save(tmp_path / "outside" / "x.npy", np.ones((3, 4, 2), np.float32))
+    return str(tmp_path / "outside" / "x.npy")
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda m, o: m["shards"][0].update(path="../outside/x.npy"),
+         r"manifest\.json.*'\.\./outside/x\.npy' is not a plain file name"),
+        (lambda m, o: m["shards"][0].update(path=o), r"manifest\.json.*x\.npy' is not a plain"),
+        (lambda m, o: m["shards"][0].update(path=".."), r"'\.\.' is not a plain file name"),
+        (lambda m, o: m["shards"][0].update(path="sub\\x.npy"), "is not a plain file name"),
+        (lambda m, o: m.update(format="stressvae-shards/9"), r"format is 'stressvae-shards/9'"),
+        (lambda m, o: m.update(n=99), "the shards hold 5 scenarios, n says 99"),
+        (lambda m, o: m["shards"].__setitem__(1, dict(m["shards"][0], start=3)),
+         "shard 'shard-00000.npy' is listed twice"),
+        (lambda m, o: m["shards"][1].update(start=7),
+         "shard 'shard-00001.npy' has start 7, expected 3"),
+        (lambda m, o: m["shards"][1].update(count=0), "has count 0, expected >= 1"),
+        (lambda m, o: m["shards"][1].update(count="2"), "field 'count' has the wrong type"),
+        (lambda m, o: m.update(n=True), "field 'n' has the wrong type"),
+        (lambda m, o: m.pop("horizon"), "missing field 'horizon'"),
+        (lambda m, o: m.update(assets="a0"), "field 'assets' has the wrong type"),
+        (lambda m, o: m.update(shards={"path": "x"}), "field 'shards' has the wrong type"),
+        (lambda m, o: m["shards"].append(5), r"shards\[2\] is not an object"),
+    ],
+)  # fmt: skip
+def test_bad_manifest_names_the_manifest_and_field(tmp_path, edit, match):
+    from stressvae.distributed import load_shards
+
+    outside = _outside(tmp_path)
+    folder, _ = shard_folder(tmp_path / "run", edit=lambda m: edit(m, outside))
+    with pytest.raises(ValueError, match=match):
+        load_shards(folder)
+
+
+def test_manifest_that_is_not_json(tmp_path):
+    from stressvae.distributed import load_shards
+
+    folder, _ = shard_folder(tmp_path / "run")
+    (folder / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"run/manifest\.json: not valid JSON"):
+        load_shards(folder)
+    (folder / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"manifest\.json: not a JSON object"):
+        load_shards(folder)
+
+
+def test_shard_symlink_out_of_the_folder_is_refused(tmp_path):
+    import os
+
+    from stressvae.distributed import load_shards
+
+    outside = _outside(tmp_path)
+    folder, _ = shard_folder(tmp_path / "run", counts=(3,))
+    os.remove(folder / "shard-00000.npy")
+    os.symlink(outside, folder / "shard-00000.npy")
+    with pytest.raises(ValueError, match=r"shard shard-00000\.npy in .*run resolves outside"):
+        load_shards(folder)
+
+
+def test_missing_truncated_or_wrong_shard_names_file_and_folder(tmp_path):
+    from stressvae.distributed import load_shards
+
+    folder, _ = shard_folder(tmp_path / "miss")
+    (folder / "shard-00001.npy").unlink()
+    with pytest.raises(ValueError, match=r"shard shard-00001\.npy in .*miss is missing"):
+        load_shards(folder)
+    folder, _ = shard_folder(tmp_path / "cut")
+    shard = folder / "shard-00001.npy"
+    shard.write_bytes(shard.read_bytes()[:-7])
+    with pytest.raises(ValueError, match=r"shard-00001\.npy in .*cut is truncated"):
+        load_shards(folder)
+    folder, _ = shard_folder(tmp_path / "f64")
+    np.save(folder / "shard-00000.npy", np.zeros((5, 99, 3)))
+    with pytest.raises(ValueError, match=r"shard-00000\.npy in .*f64 holds float64 \(5, 99, 3\), "
+                                         r"the manifest says float32 \(3, 4, 2\)"):  # fmt: skip
+        load_shards(folder)
+    folder, _ = shard_folder(tmp_path / "junk")
+    (folder / "shard-00000.npy").write_bytes(b"not an npy file at all")
+    with pytest.raises(ValueError, match=r"shard-00000\.npy in .*junk is not a readable \.npy"):
+        load_shards(folder)
+
+
+# ------------------------------------------------------------ memory and disk space
+def test_check_free_space_names_folder_and_sizes(tmp_path):
+    from stressvae._files import check_free_space
+
+    check_free_space(tmp_path / "new" / "x.npy", 1, "a test file")  # fits; folder not made
+    with pytest.raises(OSError, match=r"a test file needs .* GiB .* but .* has only .* GiB"):
+        check_free_space(tmp_path / "new" / "x.npy", 1 << 62, "a test file")
+
+
+def test_write_shards_checks_free_space_before_starting(tmp_path):
+    from stressvae.distributed import write_shards
+
+    gen = sv.ScenarioGenerator(small_model(), device="cpu")
+    with pytest.raises(OSError, match=r"1000000000000 scenarios in shards needs .* GiB"):
+        write_shards(gen, gen.prior_plan(10**12), 1, tmp_path / "run", 1000)
+    assert not (tmp_path / "run").exists()
+
+
+def test_sample_refuses_more_than_memory_before_allocating(monkeypatch):
+    import stressvae.generate as G
+
+    gen = sv.ScenarioGenerator(small_model(), device="cpu")
+    with pytest.raises(MemoryError, match=r"n=1000000000000 .* GiB .* available.*iter_chunks"):
+        gen.sample(10**12, seed=1)
+    monkeypatch.setattr(G, "available_memory", lambda: 1 << 20)
+    with pytest.raises(MemoryError, match=r"need 0\.0 GiB of memory, 0\.0 GiB is available"):
+        gen.sample(100_000, seed=1)
+    assert len(gen.sample(1000, seed=1)) == 1000  # 64 KB fits
+
+
+# ------------------------------------------------------------ strategies and backtests
+def scenarios_with(returns):
+    from stressvae.generate import Scenarios
+
+    m, h, a = returns.shape
+    tags = pd.DataFrame({"scenario": np.arange(m) + 100})
+    return Scenarios(returns.astype(np.float32), tags, 0, h, h, list("AB")[:a], "keep")
+
+
+@pytest.mark.parametrize(
+    ("func", "match"),
+    [
+        (lambda c: c * np.nan, r"'broken': sizes hold NaN .*first on day 0"),
+        (lambda c: (c * np.nan, c > 0), r"'broken': entries hold NaN"),
+        (lambda c: (c > 0, c.shift(-4) * 0), r"'broken': exits hold NaN \(12 NaN or missing; .*day 5 "),
+        (lambda c: (c.astype(str), c > 0), r"'broken': entries must be booleans or numbers, got dtype object holding str"),
+        (lambda c: (c > 0, c.to_numpy().astype("U8")), r"'broken': exits must be booleans or numbers, got dtype <U8"),
+    ],
+)  # fmt: skip
+def test_custom_strategy_nan_or_strings_refused(func, match):
+    from stressvae.strategies import Custom
+
+    r = np.random.default_rng(0).normal(0, 0.01, (3, 8, 1))
+    with pytest.raises(ValueError, match=match):
+        sv.backtest(scenarios_with(r), Custom(func, name="broken"))
+
+
+@pytest.mark.parametrize("backend", ["fast", "vectorbt"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_scenarios_refused_by_both_backends(backend, bad):
+    from stressvae.strategies import BuyAndHold
+
+    r = np.zeros((3, 8, 2))
+    r[1, 4, 1] = bad
+    match = r"finite prices > 0.*1 path\(s\).*scenario 101, asset 'B'"
+    with pytest.raises(ValueError, match=match):
+        sv.backtest(scenarios_with(r), BuyAndHold(), backend=backend)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"horizon": 20, "stride": 0}, r"stride must be an integer >= 1, got 0"),
+        ({"horizon": 20, "stride": 2.5}, r"stride must be an integer, got 2\.5"),
+        ({"horizon": -5}, r"horizon must be an integer >= 1, got -5"),
+        ({"horizon": 64.5}, r"horizon must be an integer, got 64\.5"),
+    ],
+)
+def test_historical_windows_arguments(kw, match):
+    from stressvae.strategies import BuyAndHold
+
+    with pytest.raises(ValueError, match=match):
+        sv.historical_windows(prices(), BuyAndHold(), **kw)
+
+
+# ------------------------------------------------------------ realism
+def test_evaluate_arguments():
+    from stressvae.realism import evaluate
+
+    gen = sv.ScenarioGenerator(small_model(), device="cpu")
+    with pytest.raises(ValueError, match="data must be a WindowData, got str"):
+        evaluate({"vae": gen}, "prices.csv")
+    data = WindowData.from_prices(prices(300, "AB"), window=8)
+    for kw, match in [
+        ({"n": 0}, "n must be an integer >= 1, got 0"),
+        ({"n_long": -1}, "n_long must be an integer >= 1, got -1"),
+        ({"long_horizon": 2.5}, r"long_horizon must be an integer, got 2\.5"),
+        ({"seed": -1}, "seed must be an integer >= 0, got -1"),
+        ({"discriminator_epochs": 0}, "discriminator_epochs must be an integer >= 1, got 0"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            evaluate({"vae": gen}, data, baselines=False, **kw)
+
+
+# ------------------------------------------------------------ the command line (one line, exit 2)
+def run_cli(capsys, *args):
+    """stressvae.cli.main in this process: (exit code, stderr lines)."""
+    from stressvae.cli import main
+
+    capsys.readouterr()
+    rc = main([*args])
+    return rc, capsys.readouterr().err.strip().splitlines()
+
+
+def assert_one_line(rc, err, *names):
+    assert rc == 2, err
+    assert len(err) == 1 and err[0].startswith("stressvae: error: "), err
+    for name in names:
+        assert str(name) in err[0], (name, err)
+
+
+@pytest.fixture
+def cli_model(tmp_path):
+    return small_model().save(tmp_path / "cli.safetensors")
+
+
+@pytest.mark.parametrize("cmd", ["generate", "train", "report", "evaluate"])
+def test_cli_out_under_a_file_or_a_folder(tmp_path, capsys, cli_model, cmd):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir.npy").mkdir()
+    src = ["--model", str(cli_model)] if cmd in ("generate", "evaluate") else []
+    if cmd == "report":
+        src = [str(tmp_path)]
+    for out, culprit in [
+        (tmp_path / "afile" / "x.npy", "afile is a file, not a folder"),
+        (tmp_path / "adir.npy", "is a folder; give a file name"),
+    ]:
+        rc, err = run_cli(capsys, cmd, *src, "--out", str(out))
+        assert_one_line(rc, err, f"--out {out}", culprit)
+
+
+@pytest.mark.parametrize("cmd", ["stress", "demo"])
+def test_cli_out_folder_that_is_a_file(tmp_path, capsys, cli_model, cmd):
+    (tmp_path / "afile").write_text("x")
+    src = ["--model", str(cli_model)] if cmd == "stress" else []
+    rc, err = run_cli(capsys, cmd, *src, "--out", str(tmp_path / "afile"))
+    assert_one_line(rc, err, f"--out {tmp_path / 'afile'} is a file; give a folder")
+    rc, err = run_cli(capsys, cmd, *src, "--out", str(tmp_path / "afile" / "sub"))
+    assert_one_line(rc, err, "afile is a file, not a folder")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_cli_out_in_proc(capsys, cli_model):
+    rc, err = run_cli(capsys, "generate", "--model", str(cli_model), "--out", "/proc/x.npy")
+    assert_one_line(rc, err, "--out /proc/x.npy: cannot write in /proc")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
+def test_cli_out_in_a_read_only_folder(tmp_path, capsys, cli_model):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        rc, err = run_cli(capsys, "generate", "--model", str(cli_model), "--out", str(ro / "x.npy"))
+        assert_one_line(rc, err, f"cannot write in {ro}")
+    finally:
+        ro.chmod(0o755)
+
+
+def test_cli_generate_more_than_the_disk_holds(tmp_path, capsys, cli_model):
+    out = tmp_path / "big.npy"
+    rc, err = run_cli(
+        capsys, "generate", "--model", str(cli_model), "--n", "1e12", "--out", str(out)
+    )
+    assert_one_line(rc, err, f"--out {out}", "1,000,000,000,000 scenarios", "GiB", "free")
+    assert not list(tmp_path.glob("*.npy")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_cli_train_data_is_a_folder(tmp_path, capsys):
+    rc, err = run_cli(capsys, "train", "--data", str(tmp_path), "--out", str(tmp_path / "m.st"))
+    assert_one_line(rc, err, str(tmp_path), "is a directory")
+
+
+@pytest.mark.parametrize(
+    ("cmd", "seed"),
+    [("train", "-1"), ("generate", "-1"), ("stress", str(2**64)), ("evaluate", "-5")],
+)
+def test_cli_seed_out_of_range(tmp_path, capsys, cli_model, cmd, seed):
+    src = [] if cmd == "train" else ["--model", str(cli_model)]
+    rc, err = run_cli(capsys, cmd, *src, "--seed", seed, "--out", str(tmp_path / "o.npy"))
+    assert_one_line(rc, err, f"--seed must be in [0, 18446744073709551615], got {seed}")
+
+
+@pytest.mark.parametrize("weight", ["nan", "inf", "-1"])
+def test_cli_anomalies_kl_weight(capsys, cli_model, weight):
+    rc, err = run_cli(capsys, "anomalies", "--model", str(cli_model), "--kl-weight", weight)
+    assert_one_line(rc, err, "--kl-weight must be")
+
+
+def test_cli_model_with_nan_thresholds(tmp_path, capsys, cli_model):
+    th = dict(calm_vol=0.01, crisis_vol=0.03, crisis_drawdown=-0.1, tail_return=-0.1)
+    bad = rewrite_model(
+        tmp_path / "t.safetensors", cli_model, thresholds={**th, "tail_drawdown": float("nan")}
+    )
+    for cmd, out in [("generate", ["--out", str(tmp_path / "o.npy")]),
+                     ("stress", ["--out", str(tmp_path / "o")]), ("anomalies", [])]:  # fmt: skip
+        rc, err = run_cli(capsys, cmd, "--model", str(bad), *out)
+        assert_one_line(rc, err, bad, "tail_drawdown must be finite")
+
+
+def report_folder(path, edit=None, metrics=None):
+    """A folder StressReport.load reads (every field None, sweep a list)."""
+    import dataclasses
+    import json
+
+    from stressvae.report import StressReport
+
+    path.mkdir()
+    for name in ("metrics", "historical", "anomalies"):
+        frame = pd.DataFrame({"set": ["prior"], "total_return": [0.1]})
+        (metrics if name == "metrics" and metrics is not None else frame).to_parquet(
+            path / f"{name}.parquet"
+        )
+    meta = {f.name: None for f in dataclasses.fields(StressReport)}
+    for name in ("metrics", "historical", "anomalies"):
+        del meta[name]
+    meta["sweep"] = ["calm", "crisis"]
+    if edit is not None:
+        edit(meta)
+    (path / "report.json").write_text(json.dumps(meta))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "metrics", "culprit"),
+    [
+        (lambda m: m.pop("sweep"), None, "report.json is damaged: missing field(s) sweep"),
+        (lambda m: m.pop("history"), None, "report.json is damaged: missing field(s) history"),
+        (lambda m: m.update(bogus=1), None, "report.json is damaged: unknown field(s) bogus"),
+        (lambda m: m.update(sweep=3), None, "report.json is damaged: 'sweep' is not a list"),
+        (None, pd.DataFrame({"x": [1.0]}), "metrics.parquet is damaged: no column 'set'"),
+        (None, None, "is a damaged stress report (TypeError"),  # loads, cannot render
+    ],
+)  # fmt: skip
+def test_cli_report_on_a_damaged_folder(tmp_path, capsys, edit, metrics, culprit):
+    folder = report_folder(tmp_path / "run", edit, metrics)
+    rc, err = run_cli(capsys, "report", str(folder))
+    assert_one_line(rc, err, folder, culprit)
+    assert not (folder / "report.html").exists()
+
+
+def test_report_load_names_the_damaged_file(tmp_path):
+    from stressvae.report import StressReport
+
+    folder = report_folder(tmp_path / "a")
+    (folder / "report.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"a/report\.json is not valid JSON"):
+        StressReport.load(folder)
+    (folder / "report.json").write_text("[1]")
+    with pytest.raises(ValueError, match=r"a/report\.json is not a JSON object"):
+        StressReport.load(folder)
+    folder = report_folder(tmp_path / "b")
+    (folder / "historical.parquet").write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"b/historical\.parquet is not a readable table"):
+        StressReport.load(folder)
