@@ -1,8 +1,11 @@
 """The ``stressvae`` command: demo, train, generate, stress, report,
 anomalies, bench, info.
 
-Errors are one line on stderr and exit code 2; long work shows progress
-bars on stderr (``--quiet`` turns them and the summary off).
+Errors in what the user gives (arguments, files, folders) are one line on
+stderr and exit code 2; Ctrl-C exits 130 and SIGTERM 143, also with one line,
+after the partial output files are removed. Any other exception is a bug in
+stressvae and keeps its traceback (exit 1). Long work shows progress bars on
+stderr (``--quiet`` turns them and the summary off).
 """
 
 from __future__ import annotations
@@ -10,14 +13,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from . import native
-from ._files import atomic_path
+from ._checks import as_float, as_int
+from ._files import atomic_path, check_free_space
 from ._progress import progress_bar
 from ._version import __version__
 
@@ -28,6 +34,42 @@ DEFAULT_DECODER = "mlp"
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that every clean-up
+    of a partial output (``except BaseException`` in the atomic writers)
+    runs; the command exits 143."""
+
+
+EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
+EPILOG = (
+    "Exit codes: 0 done; 2 an error in the arguments, files or folders given (one line on "
+    "stderr); 130 Ctrl-C, 143 SIGTERM (one line; partial output files are removed). Any other "
+    "failure is a bug in stressvae: it prints a traceback and exits 1."
+)
+
+
+def _check_out(path: str | Path, *, folder: bool = False) -> Path:
+    """Refuses an ``--out`` that cannot be written, before any work: an
+    existing folder where a file is wanted (or a file where a folder is), a
+    file in the way of its folders, a folder where no file can be created."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise CliError(f"--out {path} is a file; give a folder")
+    if not folder and path.is_dir():
+        raise CliError(f"--out {path} is a folder; give a file name")
+    for parent in [path] if folder and path.is_dir() else path.parents:
+        if not parent.exists():
+            continue
+        if not parent.is_dir():
+            raise CliError(f"--out {path}: {parent} is a file, not a folder")
+        try:  # a probe: permissions, read-only mounts, /proc
+            tempfile.TemporaryFile(dir=parent).close()
+        except OSError as err:
+            raise CliError(f"--out {path}: cannot write in {parent} ({err.strerror})") from None
+        break
+    return path
 
 
 def _positive_int(text: str) -> int:
@@ -74,6 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import ACTIVE_KL, Trainer
 
     say = (lambda *a: None) if args.quiet else print
+    _check_out(args.out)
     data = _load_data(args.data, args.window, args.val_fraction, args.missing, args.pool, args)
     say(f"data      {_describe(data, args.data)}")
     torch.manual_seed(args.seed)
@@ -121,6 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_anomalies(args: argparse.Namespace) -> int:
     from .model import ScenarioVAE, top_anomalies
 
+    as_float("--kl-weight", args.kl_weight, 0, error=CliError)
     model = ScenarioVAE.load(args.model)
     data = _load_data(args.data, model.window, 0.2, args.missing, args.pool)
     if data.n_assets != model.n_assets:
@@ -152,8 +196,6 @@ def _write_stream(path: Path, chunks, n: int, horizon: int, n_assets: int, names
     """Streams Scenarios chunks into .npy (memory-mapped) or .parquet (row
     groups) through a temporary file renamed at the end."""
     suffix = path.suffix.lower()
-    if suffix not in (".npy", ".parquet"):
-        raise CliError(f"--out must end in .npy or .parquet, got {path.name}")
     with atomic_path(path) as tmp:
         if suffix == ".npy":
             arr = np.lib.format.open_memmap(
@@ -189,6 +231,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     say = (lambda *a: None) if args.quiet else print
     _check_dask_flags(args)
+    _check_out(args.out, folder=args.engine == "dask")
+    if args.engine != "dask" and Path(args.out).suffix.lower() not in (".npy", ".parquet"):
+        raise CliError(f"--out must end in .npy or .parquet, got {Path(args.out).name}")
     model = ScenarioVAE.load(args.model)
     data = None
     if args.mode != "prior" or args.data_given:
@@ -234,9 +279,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         f"drift {args.drift}"
         + (f", regime half-life {args.regime_halflife:g} days" if args.regime_halflife else "")
     )
+    out = Path(args.out)
+    if args.engine != "dask":  # float32 values alone: a .npy holds these, a parquet table more
+        check_free_space(
+            out, n * horizon * model.n_assets * 4,
+            f"--out {out} ({n:,} scenarios x {horizon} days x {model.n_assets} asset(s), float32)",
+        )  # fmt: skip
     progress = progress_bar(n, not args.quiet, unit="scen", desc="generating")
     t0 = time.perf_counter()
-    out = Path(args.out)
     try:
         if args.engine == "dask":
             from .distributed import write_shards
@@ -292,7 +342,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     say = (lambda *a: None) if args.quiet else print
     t_start = time.perf_counter()
-    out = Path(args.out)
+    out = _check_out(args.out, folder=True)
     strategy = strategies.parse(args.strategy)
     data = WindowData.from_prices(load_dataset("sp500"), window=args.window)
     say(f"data      sp500: {len(data.windows):,} windows of {args.window} days, "
@@ -394,6 +444,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
 
     say = (lambda *a: None) if args.quiet else print
     _check_dask_flags(args)
+    _check_out(args.out, folder=True)
     model = ScenarioVAE.load(args.model)
     data = _load_data(args.data, model.window, 0.2, args.missing, args.pool)
     if data.n_assets != model.n_assets:
@@ -419,8 +470,14 @@ def cmd_stress(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import StressReport
 
+    out = _check_out(args.out if args.out else Path(args.source) / "report.html")
     rep = StressReport.load(args.source)
-    path = rep.to_html(Path(args.out) if args.out else Path(args.source) / "report.html")
+    try:
+        path = rep.to_html(out)
+    except (KeyError, TypeError, AttributeError, IndexError) as err:
+        raise CliError(
+            f"{args.source} is a damaged stress report ({type(err).__name__}: {err})"
+        ) from None
     if not args.quiet:
         print(f"report    {path.resolve()}")
         for line in _headline_lines(rep):
@@ -467,6 +524,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .model import ScenarioVAE
     from .realism import evaluate
 
+    _check_out(args.out)
     model = ScenarioVAE.load(args.model)
     data = _load_data(args.data, model.window, 0.2, args.missing, args.pool, args)
     if data.n_assets != model.n_assets:
@@ -497,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stressvae",
         description="Stress-test trading strategies on synthetic markets learned by a VAE.",
+        epilog=EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"stressvae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -789,21 +848,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_message(err: OSError) -> str:
+    if err.filename is None:
+        return err.strerror or str(err)
+    names = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+    return f"{err.strerror or err}: {names}"
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> int:
+    print(f"stressvae: {message}", file=sys.stderr)
+    return code
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Runs one command. Returns the exit code: 0, 2 for a user error, 130
+    for Ctrl-C, 143 for SIGTERM (see EPILOG); other exceptions propagate."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "command", None) == "generate":
         args.data_given = any(
             a == "--data" or a.startswith("--data=") for a in (argv or sys.argv[1:])
         )
+    previous = None
+    with contextlib.suppress(ValueError):  # only the main thread can set a handler
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
+        if hasattr(args, "seed"):
+            as_int("--seed", args.seed, 0, 2**64 - 1, error=CliError)
         return args.func(args)
+    except Terminated:
+        return _fail("terminated (SIGTERM)", EXIT_TERMINATED)
+    except KeyboardInterrupt:
+        return _fail("interrupted (Ctrl-C)", EXIT_INTERRUPTED)
     except (CliError, ValueError, RuntimeError, FloatingPointError) as err:
-        print(f"stressvae: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(f"error: {err}")
+    except MemoryError as err:
+        return _fail(f"error: out of memory{f': {err}' if str(err) else ''}")
+    except OSError as err:
+        return _fail(f"error: {_os_message(err)}")
     except ImportError as err:
-        print(f"stressvae: error: a dependency is missing: {err}", file=sys.stderr)
-        return 2
+        return _fail(f"error: a dependency is missing: {err}")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -521,13 +521,38 @@ class StressReport:
             raise ValueError(
                 f"{folder} is not a saved stress report (missing {', '.join(missing)})"
             )
-        meta = json.loads((folder / "report.json").read_text())
-        frames = {
-            n: pd.read_parquet(folder / f"{n}.parquet")
-            for n in ("metrics", "historical", "anomalies")
-        }
+        try:
+            meta = json.loads((folder / "report.json").read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{folder / 'report.json'} is not valid JSON ({err})") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{folder / 'report.json'} is not a JSON object")
+        frames = {}
+        for n in ("metrics", "historical", "anomalies"):
+            try:
+                frames[n] = pd.read_parquet(folder / f"{n}.parquet")
+            except (OSError, ValueError) as err:
+                raise ValueError(
+                    f"{folder / f'{n}.parquet'} is not a readable table ({err})"
+                ) from None
+        if "set" not in frames["metrics"].columns:
+            raise ValueError(f"{folder / 'metrics.parquet'} is damaged: no column 'set'")
         if "engine" in meta:  # reports saved before the backend was named so
             meta["backend"] = meta.pop("engine")
+        fields = {f.name for f in dataclasses.fields(cls)} - set(frames)
+        missing = sorted(fields - {"realism_html"} - set(meta))
+        unknown = sorted(set(meta) - fields)
+        if missing or unknown:
+            raise ValueError(
+                f"{folder / 'report.json'} is damaged: "
+                + "; ".join(
+                    f"{what} field(s) {', '.join(names)}"
+                    for what, names in (("missing", missing), ("unknown", unknown))
+                    if names
+                )
+            )
+        if not isinstance(meta["sweep"], list):
+            raise ValueError(f"{folder / 'report.json'} is damaged: 'sweep' is not a list")
         hist = meta.pop("history")
         meta["sweep"] = tuple(meta["sweep"])
         return cls(**frames, **meta, history=None if hist is None else pd.DataFrame(hist))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -328,3 +330,65 @@ def test_cli_default_decoder_is_the_models():
     from stressvae import model as model_mod
 
     assert cli_mod.DEFAULT_DECODER == model_mod.DEFAULT_DECODER
+
+
+# ------------------------------------------------------------ interruptions and bugs (issue 14)
+@pytest.mark.parametrize(("sig", "code", "line"), [
+    (signal.SIGTERM, 143, "stressvae: terminated (SIGTERM)"),
+    (signal.SIGINT, 130, "stressvae: interrupted (Ctrl-C)"),
+])  # fmt: skip
+def test_signal_during_generate_leaves_no_temp_file(tmp_path, trained_model_file, sig, code, line):
+    """SIGTERM takes Ctrl-C's clean-up path: exit 143 (130 for Ctrl-C), one
+    line, neither the output nor its temporary file left behind."""
+    out = tmp_path / "s.npy"
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stressvae", "generate", "--model", str(trained_model_file),
+         "--n", "1e7", "--out", str(out), "--quiet"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:  # 1.2 GB: the temporary file appears, then the signal comes mid-write
+        while not list(tmp_path.glob(".s.npy.*.tmp")) and time.monotonic() - t0 < 20:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.05)
+        time.sleep(0.3)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err
+    assert err.strip().splitlines() == [line]
+    assert list(tmp_path.iterdir()) == []
+    assert time.monotonic() - t0 < 30
+
+
+def test_user_errors_are_one_line_through_the_command(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    res = cli("train", "--out", str(tmp_path / "afile" / "m.safetensors"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == (
+        f"stressvae: error: --out {tmp_path / 'afile' / 'm.safetensors'}: "
+        f"{tmp_path / 'afile'} is a file, not a folder"
+    )
+
+
+def test_a_bug_keeps_its_traceback_and_help_says_so(monkeypatch, capsys):
+    from stressvae import cli as cli_mod
+
+    def broken(args):
+        raise KeyError("a bug in stressvae")
+
+    monkeypatch.setattr(cli_mod, "cmd_info", broken)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyError, match="a bug in stressvae"):
+        cli_mod.main(["info"])
+    assert signal.getsignal(signal.SIGTERM) == before  # main's SIGTERM handler is restored
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_mod, "cmd_info", interrupted)
+    assert cli_mod.main(["info"]) == 130
+    assert capsys.readouterr().err == "stressvae: interrupted (Ctrl-C)\n"
+    help_text = " ".join(cli_mod.build_parser().format_help().split())
+    assert "130 Ctrl-C, 143 SIGTERM" in help_text and "prints a traceback and exits 1" in help_text
