@@ -292,7 +292,7 @@ class ScenarioGenerator:
         )
         self.device = self._resolve_device(device)
         self.weights = model.export_decoder()
-        self.recurrent = model.decoder_kind == "gru"
+        self.recurrent = model.decoder.recurrent
         if self.recurrent:
             self.decoder = native.NativeRollout(self.weights, isa=isa, num_threads=num_threads)
         else:
