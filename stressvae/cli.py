@@ -23,7 +23,7 @@ import numpy as np
 
 from . import native
 from ._checks import as_float, as_int
-from ._files import atomic_path, check_free_space
+from ._files import atomic_path, atomic_write, check_free_space
 from ._progress import progress_bar
 from ._version import __version__
 
@@ -372,8 +372,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         history = Trainer(seed=args.seed, progress=not args.quiet).fit(model, data)
         out.mkdir(parents=True, exist_ok=True)
         model.save(model_path)
-        meta_path.write_text(json.dumps(want))
-        history.to_frame().reset_index().to_csv(out / "history.csv", index=False)
+        csv = history.to_frame().reset_index().to_csv(index=False)
+        atomic_write(out / "history.csv", csv.encode())
+        atomic_write(meta_path, json.dumps(want).encode())  # last: marks the cache complete
         say(f"model     trained in {history.seconds:.1f} s ({len(history.records)} epochs), "
             f"saved to {model_path}")  # fmt: skip
     say(f"stress    {strategy.describe()} on {args.n:,} scenarios (+ calm->crisis sweep and "
