@@ -468,12 +468,16 @@ def _run_chunk(chunk, strategy: Strategy, config: BacktestConfig, use_fast: bool
     parts = []
     for s in range(0, m, step):
         close = _prices(chunk.returns[s : s + step], config.start_price)  # [k, h+1, a]
-        check_prices(close, ids[s : s + step], chunk.asset_names)
         k = close.shape[0]
         flat = np.ascontiguousarray(close.transpose(1, 0, 2).reshape(h + 1, k * a))
         if use_fast:
-            parts.append(fast_metrics(flat, strategy, config))
+            try:  # the kernel checks the prices as it goes: no extra pass here
+                parts.append(fast_metrics(flat, strategy, config))
+            except ValueError:
+                check_prices(close, ids[s : s + step], chunk.asset_names)  # names the path
+                raise
         else:
+            check_prices(close, ids[s : s + step], chunk.asset_names)
             group_by = np.repeat(np.arange(k), a) if grouped else None
             parts.append(vectorbt_metrics(flat, strategy, config, group_by=group_by))
     values = np.concatenate(parts)
