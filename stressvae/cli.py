@@ -608,7 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--data",
             default="sp500",
-            help="bundled dataset (sp500, sp500_nasdaq) or a CSV / parquet file of daily "
+            help="bundled dataset (sp500, sp500_nasdaq, sp500_stocks) or a CSV / parquet file of daily "
             "prices: a date column, then one column per asset (default sp500)",
         )
         p.add_argument(

@@ -222,3 +222,21 @@ def test_pool_treats_columns_as_separate_series():
     # without pool, the late start is a missing value
     with pytest.raises(ValueError, match="missing values"):
         WindowData.from_prices(p, window=20)
+
+
+def test_sp500_stocks_ships_with_the_package():
+    """The 20-stock set loads from the installed package (no network), with
+    its licence beside it."""
+    from importlib import resources
+
+    from stressvae.datasets import STOCKS
+
+    prices = load_dataset("sp500_stocks")
+    assert tuple(prices.columns) == STOCKS and len(STOCKS) == 20
+    assert prices.shape == (8313, 20)
+    assert prices.index[0] == pd.Timestamp("1990-01-02")
+    assert prices.index[-1] == pd.Timestamp("2022-12-28")
+    assert prices.index.is_monotonic_increasing and not prices.isna().any().any()
+    assert (prices.to_numpy() > 0).all()
+    licence = resources.files("stressvae").joinpath("_data/LICENSE-skfolio").read_text()
+    assert "BSD 3-Clause" in licence and "skfolio" in licence
