@@ -14,6 +14,13 @@ with it, compared only when asked).
 The models trained here are also saved to tools/golden_models/ on --record,
 and loading them must give the same scenarios later (saved models keep
 working).
+
+The hashes depend on the CPU as well as the code (torch picks its kernels by
+the CPU, and training and the decoder's forward pass differ in the last bits
+between machines). Compare on the machine the hashes were recorded on; on
+another machine, record from the unchanged commit first (without --record,
+which would retrain tools/golden_models/: write compute()'s output to
+golden.json), then compare the change against that.
 """
 
 from __future__ import annotations
