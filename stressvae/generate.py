@@ -574,8 +574,19 @@ class ScenarioGenerator:
                 mu, lv, seed=seed, offset=offset, scale=scale, index=torch.from_numpy(idx).to(dev)
             )
         with torch.no_grad():
-            mean, log_scale = self.model.decode_scaled(z)
+            mean, log_scale, *extra = self.model.decode_scaled(z)
             x = mean.reshape(rows, -1)
+            if extra:  # common factors: f of day t, factor j at element t * k + j
+                k = extra[0].shape[-1]
+                f = native.normals(
+                    rows,
+                    self.window * k,
+                    seed=seed,
+                    offset=offset,
+                    tag=native.TAG_FACTOR,
+                    device=str(dev),
+                ).reshape(rows, self.window, 1, k)
+                x = x + (extra[0] * f).sum(-1).reshape(rows, -1)
             if log_scale is not None:
                 eps = native.normals(
                     rows, x.shape[1], seed=seed, offset=offset, tag=native.TAG_OBSERVATION,

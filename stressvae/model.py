@@ -20,6 +20,15 @@ Observation models (``likelihood``, :data:`OBSERVATIONS`):
 - ``"mse"``: the network outputs a mean only, trained by squared error (the
   seed experiment's version); generated windows come out too smooth.
 
+Assets that move together (``factors`` = k > 0, gaussian only,
+:class:`FactorGaussian`): the network also outputs k loadings per day and
+asset, and a day's return vector is ``x_t = m_t + B_t f_t + s_t * e_t`` with
+f_t ~ N(0, I_k) common to all assets and e_t ~ N(0, I) each asset's own: a
+low-rank-plus-diagonal Gaussian per day, trained by its exact likelihood
+(Woodbury). The loadings depend on z (and, for the GRU, on its state), so a
+crisis regime can raise correlations and make a day fall for all assets at
+once. The default is 0 factors for one asset, min(4, assets - 1) otherwise.
+
 Decoder networks (``decoder``, :class:`Decoder`):
 
 - ``"mlp"`` (:class:`MLPDecoder`): z -> the whole window at once; the days of
@@ -59,6 +68,7 @@ __all__ = [
     "Decoder",
     "DecoderWeights",
     "DiagonalGaussian",
+    "FactorGaussian",
     "GRUDecoder",
     "MLPDecoder",
     "Observation",
@@ -74,6 +84,8 @@ DECODERS = ("mlp", "gru")
 DEFAULT_DECODER = "mlp"
 REGIME_NAMES = ("calm", "normal", "crisis")
 LOG_SCALE_MIN, LOG_SCALE_MAX = -7.0, 4.0  # standardized units: scale in [9e-4, 55]
+LOADING_MAX = 10.0  # factor loadings are clamped to [-LOADING_MAX, LOADING_MAX] (standardized)
+MAX_FACTORS = 4  # the default number of factors is min(MAX_FACTORS, assets - 1)
 LOGVAR_MIN, LOGVAR_MAX = -12.0, 8.0
 FORMAT = "stressvae.ScenarioVAE/1"
 MAX_PARAMETERS = 1 << 30  # numbers in a model (4 GiB of float32): larger configs are refused
@@ -97,13 +109,22 @@ def _mlp_layers(sizes: list[int], activation: str, dropout: float) -> list[nn.Mo
 @dataclasses.dataclass
 class VAEOutput:
     """Standardized units. mean, log_scale: [b, window, assets]; mu, logvar,
-    z: [b, latent]. log_scale is None for likelihood="mse"."""
+    z: [b, latent]. log_scale is None for likelihood="mse"; loadings [b,
+    window, assets, factors] for a factor model, else None."""
 
     mean: torch.Tensor
     log_scale: torch.Tensor | None
     mu: torch.Tensor
     logvar: torch.Tensor
     z: torch.Tensor
+    loadings: torch.Tensor | None = None
+
+    @property
+    def params(self) -> tuple:
+        """The observation model's parameters: (mean, log_scale[, loadings])."""
+        if self.loadings is None:
+            return self.mean, self.log_scale
+        return self.mean, self.log_scale, self.loadings
 
 
 @dataclasses.dataclass
@@ -116,9 +137,12 @@ class DecoderWeights:
     activation one of :data:`ACTIVATIONS` or ``None`` for the last layer.
     The last layer's output, per scenario, is ``window * assets`` means (time
     major: day t, asset a at ``t * assets + a``), followed for the gaussian
-    likelihood by as many raw log-scales; the log-scale is clamped to
-    ``[log_scale_min, log_scale_max]``. Outputs are standardized: data units
-    are ``x * scaler_std[a] + scaler_mean[a]``.
+    likelihood by as many raw log-scales, and, with ``factors`` = k > 0, by
+    k blocks of as many loadings (block j: the loading of every day and asset
+    on factor j). The log-scale is clamped to ``[log_scale_min,
+    log_scale_max]``, loadings to ``[-loading_max, loading_max]``; a day is
+    ``x = mean + sum_j loading_j f_j + exp(log_scale) e``. Outputs are
+    standardized: data units are ``x * scaler_std[a] + scaler_mean[a]``.
     """
 
     layers: list[tuple[np.ndarray, np.ndarray, str | None]]
@@ -130,6 +154,8 @@ class DecoderWeights:
     scaler_std: np.ndarray  # float32 [assets]
     log_scale_min: float = LOG_SCALE_MIN
     log_scale_max: float = LOG_SCALE_MAX
+    factors: int = 0
+    loading_max: float = LOADING_MAX
 
 
 @dataclasses.dataclass
@@ -143,8 +169,11 @@ class RecurrentWeights:
     - ``w_x [2 * assets, 3 * hidden]``: input weights of (x_{t-1}, |x_{t-1}|)
     - ``w_z [latent, 3 * hidden]``: input weights of z_t; ``b_i [3 * hidden]``
     - ``w_h [hidden, 3 * hidden], b_h [3 * hidden]``: recurrent weights
-    - ``w_o [hidden, 2 * assets], b_o [2 * assets]``: head, means then raw
-      log-scales (clamped to ``[log_scale_min, log_scale_max]``)
+    - ``w_o [hidden, (2 + factors) * assets], b_o``: head, means, raw
+      log-scales (clamped to ``[log_scale_min, log_scale_max]``), then for
+      each factor j every asset's loading (clamped to ``[-loading_max,
+      loading_max]``); with factors, ``x_t = mean + loadings @ f_t +
+      exp(log_scale) * eps_t``
 
     One step (standardized units), with ``gi = [x, |x|] @ w_x + z_t @ w_z + b_i``
     and ``gh = h @ w_h + b_h``::
@@ -172,6 +201,8 @@ class RecurrentWeights:
     log_scale_min: float = LOG_SCALE_MIN
     log_scale_max: float = LOG_SCALE_MAX
     likelihood: str = "gaussian"
+    factors: int = 0
+    loading_max: float = LOADING_MAX
 
 
 # ------------------------------------------------------------ observation models
@@ -186,28 +217,31 @@ class Observation:
 
     name: str
     channels: int  # network outputs per day and asset
+    factors = 0  # common factors (normals per day beyond one per asset)
 
-    def params(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def params(self, out: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Network output ``[..., channels * k]`` -> (mean, clamped
-        log-scale or None), each ``[..., k]``."""
+        log-scale or None), each ``[..., k]`` (a factor model adds the
+        loadings ``[..., k, factors]``)."""
         raise NotImplementedError
 
     def nll(
-        self, x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | None
+        self, x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | None, *extra
     ) -> torch.Tensor:
         """Per-window reconstruction term [b] of windows x [b, window, assets]."""
         raise NotImplementedError
 
     def residual(
-        self, x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | None
+        self, x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | None, *extra
     ) -> torch.Tensor:
         """What the model expects to be N(0, 1) noise, shaped like x."""
         raise NotImplementedError
 
     def draw(
-        self, mean: torch.Tensor, log_scale: torch.Tensor | None, eps: torch.Tensor
+        self, mean: torch.Tensor, log_scale: torch.Tensor | None, eps: torch.Tensor, *extra
     ) -> torch.Tensor:
-        """A day drawn given its parameters and standard normals ``eps``."""
+        """A day drawn given its parameters and standard normals ``eps``
+        ``[..., assets + factors]`` (each asset's own, then the factors')."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -253,7 +287,61 @@ class SquaredError(Observation):
         return mean
 
 
+class FactorGaussian(Observation):
+    """``x = mean + B f + exp(log_scale) * e`` per day: k common factors f
+    with loadings B [assets, k] and each asset's own noise e, all N(0, 1); a
+    low-rank-plus-diagonal Gaussian, ``cov = B B^T + diag(scale^2)``, fitted
+    by its exact log-likelihood (Woodbury: a k x k Cholesky per day). The
+    network gives 2 + k channels per day and asset: means, raw log-scales
+    (clamped as for :class:`DiagonalGaussian`), then each factor's loadings
+    (clamped to [-LOADING_MAX, LOADING_MAX]). The loadings are bounded by
+    the clamp only, so a day can fall for every asset together."""
+
+    name = "gaussian"
+
+    def __init__(self, factors: int) -> None:
+        self.factors = int(factors)
+        self.channels = 2 + self.factors
+
+    def params(self, out):
+        parts = out.chunk(self.channels, dim=-1)
+        loadings = torch.stack(parts[2:], dim=-1).clamp(-LOADING_MAX, LOADING_MAX)
+        return parts[0], parts[1].clamp(LOG_SCALE_MIN, LOG_SCALE_MAX), loadings
+
+    def _dist(self, mean, log_scale, loadings):
+        return torch.distributions.LowRankMultivariateNormal(
+            mean, loadings, torch.exp(2.0 * log_scale), validate_args=False
+        )
+
+    def nll(self, x, mean, log_scale, loadings=None):
+        return -self._dist(mean, log_scale, loadings).log_prob(x).flatten(1).sum(1)
+
+    def residual(self, x, mean, log_scale, loadings=None):
+        """The whitened residual ``L^-1 (x - mean)``, L the Cholesky factor
+        of the day's covariance: N(0, I) across assets under the model."""
+        cov = loadings @ loadings.transpose(-1, -2) + torch.diag_embed(torch.exp(2.0 * log_scale))
+        chol = torch.linalg.cholesky(cov.double())
+        u = torch.linalg.solve_triangular(chol, (x - mean).double().unsqueeze(-1), upper=False)
+        return u.squeeze(-1).to(x.dtype)
+
+    def draw(self, mean, log_scale, eps, loadings=None):
+        a = mean.shape[-1]
+        e, f = eps[..., :a], eps[..., a:]
+        common = (loadings * f.unsqueeze(-2)).sum(-1)
+        return mean + common + torch.exp(log_scale) * e
+
+    def __repr__(self) -> str:
+        return f"FactorGaussian(factors={self.factors})"
+
+
 OBSERVATIONS: dict[str, Observation] = {o.name: o for o in (DiagonalGaussian(), SquaredError())}
+
+
+def observation(likelihood: str, factors: int = 0) -> Observation:
+    """The observation model of a likelihood name and a number of factors."""
+    if factors:
+        return FactorGaussian(factors)
+    return OBSERVATIONS[likelihood]
 
 
 # ------------------------------------------------------------ decoders
@@ -342,16 +430,27 @@ class MLPDecoder(Decoder):
         out = z
         for layer in self.children():
             out = layer(out)
-        mean, log_scale = self.obs.params(out)
+        mean, log_scale, *extra = self.obs.params(out)
         shape = (z.shape[0], self.window, self.n_assets)
-        return mean.reshape(shape), None if log_scale is None else log_scale.reshape(shape)
+        mean = mean.reshape(shape)
+        log_scale = None if log_scale is None else log_scale.reshape(shape)
+        if extra:  # loadings [b, window * assets, k] -> [b, window, assets, k]
+            return mean, log_scale, extra[0].reshape(*shape, self.obs.factors)
+        return mean, log_scale
 
     def sample(self, z, horizon, generator, noise, scaler_mean, scaler_std):
         """Unscales mean and scale, then adds ``scale * eps`` (the arithmetic
         of the native decode's epilogue)."""
         if horizon != self.window:
             raise ValueError("horizon needs decoder='gru' (ScenarioGenerator chains MLP windows)")
-        mean, log_scale = self(z)
+        mean, log_scale, *extra = self(z)
+        if extra:  # factors: e then f drawn, the day drawn in standardized units
+            if not noise:
+                return mean * scaler_std + scaler_mean
+            width = self.n_assets + self.obs.factors
+            eps = torch.randn(*mean.shape[:2], width, generator=generator)
+            x = self.obs.draw(mean, log_scale, eps.to(z.device), extra[0])
+            return x * scaler_std + scaler_mean
         mean = mean * scaler_std + scaler_mean
         if log_scale is None or not noise:
             return mean
@@ -377,6 +476,7 @@ class MLPDecoder(Decoder):
             n_assets=self.n_assets,
             scaler_mean=scaler_mean,
             scaler_std=scaler_std,
+            factors=self.obs.factors,
         )
 
 
@@ -408,9 +508,9 @@ class GRUDecoder(Decoder):
         assets] from the real previous days (teacher forcing). Without x: the
         noise-free rollout of a window (each day's mean fed back)."""
         if x is None:
-            quiet = torch.zeros(z.shape[0], self.window, self.n_assets, device=z.device)
-            _, mean, log_scale = self.rollout(z, self.window, quiet, return_params=True)
-            return mean, log_scale
+            width = self.n_assets + self.obs.factors
+            quiet = torch.zeros(z.shape[0], self.window, width, device=z.device)
+            return self.rollout(z, self.window, quiet, return_params=True)[1:]
         b, t, _ = x.shape
         prev = torch.cat([x.new_zeros(b, 1, self.n_assets), x[:, :-1]], dim=1)
         inp = self._inputs(prev, z[:, None, :].expand(b, t, self.latent_dim))
@@ -428,26 +528,26 @@ class GRUDecoder(Decoder):
             raise ValueError("phi < 1 needs eta [n, horizon, latent]")
         c = math.sqrt(max(0.0, 1.0 - phi * phi))
         zt = z
-        xs, means, lss = [], [], []
+        xs, params = [], []
         for t in range(int(horizon)):
             h = torch.gru_cell(self._inputs(x_prev, zt), h, w_ih, w_hh, b_ih, b_hh)
-            mean, log_scale = self.obs.params(self.head(h))
-            x_prev = self.obs.draw(mean, log_scale, eps[:, t])
+            p = self.obs.params(self.head(h))
+            x_prev = self.obs.draw(p[0], p[1], eps[:, t], *p[2:])
             xs.append(x_prev)
             if return_params:
-                means.append(mean)
-                lss.append(log_scale)
+                params.append(p)
             if drift:
                 zt = phi * zt + c * eta[:, t]
         x = torch.stack(xs, 1) if xs else z.new_zeros(n, 0, self.n_assets)
         if return_params:
-            return x, torch.stack(means, 1), torch.stack(lss, 1)
+            return (x, *(torch.stack(list(ps), 1) for ps in zip(*params, strict=True)))
         return x
 
     def sample(self, z, horizon, generator, noise, scaler_mean, scaler_std):
         """Rolls out in standardized units, then unscales (as the native
         rollout does)."""
-        eps = torch.randn(z.shape[0], horizon, self.n_assets, generator=generator)
+        width = self.n_assets + self.obs.factors
+        eps = torch.randn(z.shape[0], horizon, width, generator=generator)
         if not noise:
             eps.zero_()
         x = self.rollout(z, horizon, eps.to(z.device))
@@ -480,6 +580,7 @@ class GRUDecoder(Decoder):
             scaler_mean=scaler_mean,
             scaler_std=scaler_std,
             likelihood=self.obs.name,
+            factors=self.obs.factors,
         )
 
 
@@ -519,6 +620,9 @@ class ScenarioVAE(nn.Module):
     decoder: "mlp" (the whole window from z) or "gru" (recurrent, day by day,
         any horizon; gaussian likelihood only).
     rnn_hidden: state width of the recurrent decoder.
+    factors: common factors of the daily return vector (gaussian only;
+        0 <= factors <= n_assets): assets move together through them. None
+        (default): 0 for one asset, min(4, n_assets - 1) otherwise.
     """
 
     def __init__(
@@ -533,6 +637,7 @@ class ScenarioVAE(nn.Module):
         likelihood: str = "gaussian",
         decoder: str = DEFAULT_DECODER,
         rnn_hidden: int = 128,
+        factors: int | None = None,
     ) -> None:
         super().__init__()
         window = as_int("window", window, 2)
@@ -560,6 +665,18 @@ class ScenarioVAE(nn.Module):
                 "decoder='gru' needs likelihood='gaussian' (it draws each day to feed the next)"
             )
         rnn_hidden = as_int("rnn_hidden", rnn_hidden, 1, 1024)
+        if factors is None:
+            single = n_assets == 1 or likelihood != "gaussian"
+            factors = 0 if single else min(MAX_FACTORS, n_assets - 1)
+        else:
+            factors = as_int("factors", factors, 0)
+            if factors > n_assets:
+                raise ValueError(
+                    f"factors must be <= n_assets ({n_assets}): at most one common factor per "
+                    f"asset, got {factors}"
+                )
+            if factors and likelihood != "gaussian":
+                raise ValueError(f"factors > 0 needs likelihood='gaussian', got {likelihood!r}")
         if not 0 <= float(dropout) < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if not math.isfinite(float(beta)) or float(beta) < 0:
@@ -567,8 +684,8 @@ class ScenarioVAE(nn.Module):
         self.window, self.n_assets, self.latent_dim = window, n_assets, latent_dim
         self.hidden_dims, self.activation = hidden, activation
         self.dropout, self.beta, self.likelihood = float(dropout), float(beta), likelihood
-        self.rnn_hidden = rnn_hidden
-        obs = OBSERVATIONS[likelihood]
+        self.rnn_hidden, self.factors = rnn_hidden, factors
+        obs = observation(likelihood, factors)
         self.encoder = nn.Sequential(
             *_mlp_layers([window * n_assets, *hidden, 2 * latent_dim], activation, self.dropout)
         )
@@ -614,6 +731,7 @@ class ScenarioVAE(nn.Module):
             "likelihood": self.likelihood,
             "decoder": self.decoder_kind,
             "rnn_hidden": self.rnn_hidden,
+            "factors": self.factors,
         }
 
     @property
@@ -634,13 +752,13 @@ class ScenarioVAE(nn.Module):
         mu, logvar = h.chunk(2, dim=-1)
         return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
 
-    def decode_scaled(
-        self, z: torch.Tensor, x: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(mean, clamped log-scale) [b, window, assets] of each day. The MLP
-        ignores ``x``. The recurrent decoder gives one-step-ahead predictions
-        given the real window ``x`` (teacher forcing) or, without ``x``, the
-        noise-free rollout (each day's mean fed back as the next input)."""
+    def decode_scaled(self, z: torch.Tensor, x: torch.Tensor | None = None) -> tuple:
+        """(mean, clamped log-scale) [b, window, assets] of each day, and for
+        a factor model the loadings [b, window, assets, factors] (the
+        observation model's parameters). The MLP ignores ``x``. The
+        recurrent decoder gives one-step-ahead predictions given the real
+        window ``x`` (teacher forcing) or, without ``x``, the noise-free
+        rollout (each day's mean fed back as the next input)."""
         return self.decoder(z, x)
 
     def forward(self, x: torch.Tensor, sample: bool = True) -> VAEOutput:
@@ -648,8 +766,8 @@ class ScenarioVAE(nn.Module):
         reparameterization when ``sample``, else z = mu)."""
         mu, logvar = self.encode_scaled(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
-        mean, log_scale = self.decode_scaled(z, x)
-        return VAEOutput(mean, log_scale, mu, logvar, z)
+        mean, log_scale, *extra = self.decode_scaled(z, x)
+        return VAEOutput(mean, log_scale, mu, logvar, z, extra[0] if extra else None)
 
     def rollout_scaled(
         self,
@@ -664,20 +782,28 @@ class ScenarioVAE(nn.Module):
         one (standardized units): day t draws ``x_t = mean_t + exp(ls_t) *
         eps[:, t]`` and feeds it to day t + 1.
 
-        z: [n, latent] (z_0); eps: [n, horizon, assets] standard normals;
+        z: [n, latent] (z_0); eps: [n, horizon, assets + factors] standard
+        normals (each asset's own, then the common factors');
         phi < 1 with eta [n, horizon, latent]: z follows the AR(1)
         ``z_{t+1} = phi z_t + sqrt(1 - phi^2) eta[:, t]`` (day t uses z_t).
         Returns x [n, horizon, assets], and with ``return_params`` also the
-        means and clamped log-scales. A Python loop over days (eager torch).
+        means and clamped log-scales (and a factor model's loadings). A
+        Python loop over days (eager torch).
         """
         return self.decoder.rollout(z, horizon, eps, phi, eta, return_params)
 
     def recon_nll(
-        self, x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        mean: torch.Tensor,
+        log_scale: torch.Tensor | None,
+        loadings: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Per-window reconstruction term [b] (Gaussian NLL in nats, or the sum
-        of squared errors for mse), standardized units."""
-        return self.observation.nll(x, mean, log_scale)
+        of squared errors for mse), standardized units; a factor model needs
+        its loadings."""
+        extra = () if loadings is None else (loadings,)
+        return self.observation.nll(x, mean, log_scale, *extra)
 
     @staticmethod
     def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -691,7 +817,7 @@ class ScenarioVAE(nn.Module):
         with KL per dimension floored at ``free_bits`` nats (batch mean).
         Returns the objective and its parts (recon and kl reported raw)."""
         out = self.forward(x)
-        recon = self.recon_nll(x, out.mean, out.log_scale)
+        recon = self.recon_nll(x, *out.params)
         kld = self.kl_per_dim(out.mu, out.logvar)
         kl_dim = kld.mean(0)
         kl_term = torch.clamp(kl_dim, min=free_bits).sum() if free_bits > 0 else kl_dim.sum()
@@ -722,13 +848,38 @@ class ScenarioVAE(nn.Module):
     @torch.no_grad()
     def decode(self, z: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         """z [k, latent] -> (mean, scale) of the window's daily log returns,
-        each [k, window, assets] in data units; scale is None for mse."""
+        each [k, window, assets] in data units; scale is None for mse. For a
+        factor model, scale is each asset's whole standard deviation (common
+        and own parts); :meth:`covariance` gives the co-movement."""
         zt = _to_tensor(z, self.device)
         if zt.ndim != 2 or zt.shape[1] != self.latent_dim:
             raise ValueError(f"z must be [k, {self.latent_dim}], got {tuple(zt.shape)}")
         with _eval(self):
-            mean, log_scale = self.decode_scaled(zt)
+            mean, log_scale, *extra = self.decode_scaled(zt)
+        if extra:
+            scale = torch.sqrt(extra[0].pow(2).sum(-1) + torch.exp(2.0 * log_scale))
+            return self._scale_out(mean, scale)
         return self._scale_out(mean, None if log_scale is None else log_scale.exp())
+
+    @torch.no_grad()
+    def covariance(self, z: Any) -> torch.Tensor:
+        """z [k, latent] -> each day's covariance of the assets' log returns,
+        [k, window, assets, assets] in data units (the MLP decoder's; a
+        diagonal one without factors)."""
+        if self.decoder.recurrent:
+            raise ValueError("covariance needs decoder='mlp' (the GRU's depends on its path)")
+        if self.likelihood != "gaussian":
+            raise ValueError("covariance needs likelihood='gaussian'")
+        zt = _to_tensor(z, self.device)
+        if zt.ndim != 2 or zt.shape[1] != self.latent_dim:
+            raise ValueError(f"z must be [k, {self.latent_dim}], got {tuple(zt.shape)}")
+        with _eval(self):
+            _, log_scale, *extra = self.decode_scaled(zt)
+        cov = torch.diag_embed(torch.exp(2.0 * log_scale))
+        if extra:
+            cov = cov + extra[0] @ extra[0].transpose(-1, -2)
+        std = self.scaler_std
+        return cov * std[:, None] * std[None, :]
 
     @torch.no_grad()
     def sample(
@@ -757,7 +908,7 @@ class ScenarioVAE(nn.Module):
         mu, _ = self.encode(windows)
         x = self._scale_in(windows)
         with _eval(self):
-            mean, _ = self.decode_scaled(mu, x)
+            mean = self.decode_scaled(mu, x)[0]
         return self._scale_out(mean, None)[0]
 
     @torch.no_grad()
@@ -773,9 +924,9 @@ class ScenarioVAE(nn.Module):
         x = self._scale_in(windows)
         with _eval(self):
             mu, logvar = self.encode_scaled(x)
-            mean, log_scale = self.decode_scaled(mu, x)
+            params = self.decode_scaled(mu, x)
         kl = self.kl_per_dim(mu, logvar).sum(1)
-        u = self.observation.residual(x, mean, log_scale)
+        u = self.observation.residual(x, *params)
         return {
             "residual": residual_scan_surprise(u).cpu().numpy(),
             "kl": kl.double().cpu().numpy(),
@@ -902,6 +1053,8 @@ class ScenarioVAE(nn.Module):
             )
         try:
             config = json.loads(meta["config"])
+            if isinstance(config, dict):  # written before factors existed: none
+                config.setdefault("factors", 0)
             th = json.loads(meta.get("thresholds", "null"))
             fitted = bool(json.loads(meta.get("fitted", "false")))
             periods = [(str(a), str(b)) for a, b in json.loads(meta.get("trained_periods", "[]"))]
@@ -947,7 +1100,8 @@ class ScenarioVAE(nn.Module):
             f"ScenarioVAE(window={self.window}, n_assets={self.n_assets}, "
             f"latent_dim={self.latent_dim}, "
             f"hidden_dims={self.hidden_dims}, activation={self.activation!r}, "
-            f"likelihood={self.likelihood!r}, decoder={self.decoder_kind!r}, beta={self.beta}, "
+            f"likelihood={self.likelihood!r}, decoder={self.decoder_kind!r}, "
+            f"factors={self.factors}, beta={self.beta}, "
             f"params={n:,})"
         )
 

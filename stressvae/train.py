@@ -241,7 +241,7 @@ class Trainer:
         for i in range(0, len(val), 4096):
             xb = val[i : i + 4096]
             out = model.forward(xb)
-            recon_sum += model.recon_nll(xb, out.mean, out.log_scale).sum().item()
+            recon_sum += model.recon_nll(xb, *out.params).sum().item()
             kd = model.kl_per_dim(out.mu, out.logvar)
             kl_sum += kd.sum().item()
             kl_dim += kd.sum(0)

@@ -15,9 +15,11 @@ from stressvae.data import RegimeThresholds, Scaler
 from stressvae.model import ACTIVATIONS, residual_scan_surprise
 
 
-def make(window=16, n_assets=2, **kw):
+def make(window=16, n_assets=2, factors=0, **kw):
     torch.manual_seed(0)
-    m = ScenarioVAE(window=window, n_assets=n_assets, latent_dim=4, hidden_dims=(32, 24), **kw)
+    m = ScenarioVAE(
+        window=window, n_assets=n_assets, latent_dim=4, hidden_dims=(32, 24), factors=factors, **kw
+    )
     m.set_data_stats(
         Scaler(mean=np.array([1e-4, -2e-4][:n_assets]), std=np.array([0.01, 0.02][:n_assets])),
         RegimeThresholds(0.005, 0.015, -0.2, -0.1, -0.25),
@@ -242,3 +244,106 @@ def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
         m.save(path)
     assert path.read_bytes() == before  # the old file is untouched
     assert not list(tmp_path.glob("*.tmp"))
+
+
+# ------------------------------------------------------------ factor observation model
+@pytest.mark.parametrize("decoder", ["mlp", "gru"])
+def test_factor_nll_is_the_exact_low_rank_gaussian(decoder):
+    """The factor model's reconstruction term is the full multivariate normal
+    log-likelihood with cov = B B^T + diag(scale^2), day by day."""
+    torch.manual_seed(3)
+    m = ScenarioVAE(window=12, n_assets=5, latent_dim=3, hidden_dims=(16,), decoder=decoder,
+                    rnn_hidden=16, factors=2)  # fmt: skip
+    x = torch.randn(6, 12, 5)
+    out = m(x)
+    assert out.loadings.shape == (6, 12, 5, 2)
+    cov = out.loadings @ out.loadings.transpose(-1, -2) + torch.diag_embed(
+        torch.exp(2 * out.log_scale)
+    )
+    want = (
+        -torch.distributions.MultivariateNormal(out.mean.double(), cov.double())
+        .log_prob(x.double())
+        .sum(1)
+    )
+    torch.testing.assert_close(m.recon_nll(x, *out.params).double(), want, rtol=1e-5, atol=1e-3)
+    # its residual is whitened: u^T u equals the Mahalanobis distance
+    u = m.observation.residual(x, *out.params)
+    maha = torch.linalg.solve(cov.double(), (x - out.mean).double().unsqueeze(-1))
+    maha = ((x - out.mean).double().unsqueeze(-2) @ maha).squeeze(-1).squeeze(-1)
+    torch.testing.assert_close(u.double().pow(2).sum(-1), maha, rtol=1e-4, atol=1e-4)
+
+
+def test_factor_draws_have_the_model_covariance():
+    """Windows drawn at one z have, day by day, the covariance B B^T +
+    diag(scale^2) the decoder says (data units), and the common factor makes
+    the assets correlated."""
+    m = make(n_assets=2, factors=1)
+    with torch.no_grad():  # a strong common factor: loadings well above the own scale
+        last = list(m.decoder.children())[-1]
+        d = 16 * 2
+        last.bias[2 * d :] = 1.5
+        last.bias[d : 2 * d] = -1.0
+    z = torch.zeros(1, 4)
+    cov = m.covariance(z)[0]  # [16, 2, 2]
+    g = torch.Generator().manual_seed(0)
+    n = 40000
+    with torch.no_grad():
+        x = m.decoder.sample(z.expand(n, 4), 16, g, True, m.scaler_mean, m.scaler_std)
+    dev = x - x.mean(0)
+    emp = torch.einsum("nta,ntb->tab", dev, dev) / (n - 1)
+    torch.testing.assert_close(emp, cov, rtol=0.05, atol=1e-7)
+    corr = cov[:, 0, 1] / torch.sqrt(cov[:, 0, 0] * cov[:, 1, 1])
+    assert float(corr.min()) > 0.5
+    _, scale = m.decode(z)
+    torch.testing.assert_close(scale[0] ** 2, torch.diagonal(cov, dim1=-2, dim2=-1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_assets": 3, "factors": 4}, r"factors must be <= n_assets \(3\)"),
+        ({"n_assets": 3, "factors": -1}, "factors must be"),
+        ({"n_assets": 3, "factors": 1.5}, "factors must be"),
+        ({"n_assets": 3, "factors": 2, "likelihood": "mse"}, "factors > 0 needs likelihood"),
+    ],
+)
+def test_bad_factors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ScenarioVAE(window=8, **kwargs)
+
+
+def test_factor_defaults_and_save_load(tmp_path):
+    assert ScenarioVAE(window=8).factors == 0  # one asset: as before
+    assert ScenarioVAE(window=8, n_assets=2).factors == 1
+    assert ScenarioVAE(window=8, n_assets=20).factors == 4
+    assert ScenarioVAE(window=8, n_assets=3, likelihood="mse").factors == 0
+    m = make(n_assets=2, factors=2)
+    p = m.save(tmp_path / "f.safetensors")
+    back = ScenarioVAE.load(p)
+    assert back.factors == 2 and back.config == m.config
+    z = torch.randn(3, 4)
+    for a, b in zip(m.decoder(z), back.decoder(z), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_multi_asset_model_saved_before_factors_loads_without_them(tmp_path):
+    """A model file whose config has no "factors" (written before they
+    existed) loads as it was: no factors, the same decoder."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    m = make(n_assets=2, factors=0)
+    p = m.save(tmp_path / "old.safetensors")
+    with safe_open(str(p), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    config = json.loads(meta["config"])
+    del config["factors"]
+    meta["config"] = json.dumps(config)
+    save_file(tensors, str(p), metadata=meta)
+    back = ScenarioVAE.load(p)
+    assert back.factors == 0
+    z = torch.randn(3, 4)
+    torch.testing.assert_close(back.decode(z)[0], m.decode(z)[0], rtol=0, atol=0)
