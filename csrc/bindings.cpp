@@ -162,7 +162,8 @@ struct Decoder {
 
 std::unique_ptr<Decoder> make_decoder(const py::list& layers, bool gaussian, int64_t out_dim,
                                       int64_t assets, FArray scaler_mean, FArray scaler_std,
-                                      float ls_min, float ls_max, const std::string& isa) {
+                                      float ls_min, float ls_max, const std::string& isa,
+                                      int64_t factors, float loading_max) {
   std::vector<FArray> keep;  // hold references while packing
   const std::vector<svae::LayerWeights> ws = svae::py_weights::mlp_layers(layers, keep);
   require(scaler_mean.ndim() == 1 && scaler_mean.shape(0) == assets &&
@@ -170,7 +171,7 @@ std::unique_ptr<Decoder> make_decoder(const py::list& layers, bool gaussian, int
           "scaler mean and std must be [assets]");
   auto d = std::make_unique<Decoder>();
   d->net = svae::pack_net(ws, gaussian, out_dim, assets, scaler_mean.data(), scaler_std.data(),
-                          ls_min, ls_max, isa_from(isa));
+                          ls_min, ls_max, isa_from(isa), factors, loading_max);
   return d;
 }
 
@@ -260,14 +261,17 @@ struct Rollout {
 std::unique_ptr<Rollout> make_rollout(FArray w0, FArray b0, FArray w_x, FArray w_z, FArray b_i,
                                       FArray w_h, FArray b_h, FArray w_o, FArray b_o,
                                       FArray scaler_mean, FArray scaler_std, float ls_min,
-                                      float ls_max, const std::string& isa) {
-  const svae::GruWeights g = svae::py_weights::gru_weights(w0, b0, w_x, w_z, b_i, w_h, b_h, w_o, b_o);
+                                      float ls_max, const std::string& isa, int64_t factors,
+                                      float loading_max) {
+  const svae::GruWeights g =
+      svae::py_weights::gru_weights(w0, b0, w_x, w_z, b_i, w_h, b_h, w_o, b_o, factors);
   const int64_t A = g.assets;
   require(scaler_mean.ndim() == 1 && scaler_mean.shape(0) == A && scaler_std.ndim() == 1 &&
               scaler_std.shape(0) == A,
           "scaler mean and std must be [assets]");
   auto r = std::make_unique<Rollout>();
-  r->net = svae::pack_gru(g, scaler_mean.data(), scaler_std.data(), ls_min, ls_max, isa_from(isa));
+  r->net = svae::pack_gru(g, scaler_mean.data(), scaler_std.data(), ls_min, ls_max, isa_from(isa),
+                          loading_max);
   return r;
 }
 
@@ -332,7 +336,8 @@ PYBIND11_MODULE(_core, m) {
                       "The decoder MLP packed for the CPU micro-kernels (weights copied).")
       .def(py::init(&make_decoder), py::arg("layers"), py::arg("gaussian"), py::arg("out_dim"),
            py::arg("assets"), py::arg("scaler_mean").noconvert(), py::arg("scaler_std").noconvert(),
-           py::arg("ls_min"), py::arg("ls_max"), py::arg("isa"))
+           py::arg("ls_min"), py::arg("ls_max"), py::arg("isa"), py::arg("factors") = 0,
+           py::arg("loading_max") = svae::kLoadingMax)
       .def("decode", &decoder_decode, py::arg("out").noconvert(), py::arg("z").noconvert(),
            py::arg("seed"), py::arg("offset"), py::arg("noise"), py::arg("demean"),
            py::arg("cumulative"), py::arg("shift"), py::arg("num_threads"),
@@ -345,7 +350,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("isa", [](const Decoder& d) { return std::string(svae::isa_name(d.net.isa)); })
       .def_property_readonly("panel", [](const Decoder& d) { return d.net.panel; })
       .def_property_readonly("latent", [](const Decoder& d) { return d.net.latent; })
-      .def_property_readonly("out_dim", [](const Decoder& d) { return d.net.out_dim; });
+      .def_property_readonly("out_dim", [](const Decoder& d) { return d.net.out_dim; })
+      .def_property_readonly("factors", [](const Decoder& d) { return d.net.factors; });
   py::class_<Rollout>(m, "Rollout",
                       "The recurrent (GRU) decoder packed for the CPU rollout (weights copied).")
       .def(py::init(&make_rollout), py::arg("w0").noconvert(), py::arg("b0").noconvert(),
@@ -353,7 +359,7 @@ PYBIND11_MODULE(_core, m) {
            py::arg("w_h").noconvert(), py::arg("b_h").noconvert(), py::arg("w_o").noconvert(),
            py::arg("b_o").noconvert(), py::arg("scaler_mean").noconvert(),
            py::arg("scaler_std").noconvert(), py::arg("ls_min"), py::arg("ls_max"),
-           py::arg("isa"))
+           py::arg("isa"), py::arg("factors") = 0, py::arg("loading_max") = svae::kLoadingMax)
       .def("run", &rollout_run, py::arg("out").noconvert(), py::arg("z"),
            py::arg("mu").noconvert(), py::arg("logvar").noconvert(), py::arg("index").noconvert(),
            py::arg("mode"), py::arg("n"), py::arg("horizon"), py::arg("seed"), py::arg("offset"),
@@ -361,7 +367,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("shift"), py::arg("phi"), py::arg("num_threads"),
            "All days of n paths: z given or drawn in-block, GRU steps, head, noise, unscale.")
       .def_property_readonly("isa", [](const Rollout& d) { return std::string(svae::isa_name(d.net.isa)); })
-      .def_property_readonly("hidden_padded", [](const Rollout& d) { return d.net.hp; });
+      .def_property_readonly("hidden_padded", [](const Rollout& d) { return d.net.hp; })
+      .def_property_readonly("factors", [](const Rollout& d) { return d.net.factors; });
   m.def("best_isa", [] { return std::string(svae::isa_name(svae::best_isa())); });
   m.def("hardware_threads", &svae::hardware_threads);
   m.def("counters", [] {
@@ -382,5 +389,8 @@ PYBIND11_MODULE(_core, m) {
   m.attr("TAG_OBSERVATION") = svae::kTagObservation;
   m.attr("TAG_STEP") = svae::kTagStep;
   m.attr("TAG_DRIFT") = svae::kTagDrift;
+  m.attr("TAG_FACTOR") = svae::kTagFactor;
+  m.attr("TAG_FACTOR_STEP") = svae::kTagFactorStep;
+  m.attr("LOADING_MAX") = svae::kLoadingMax;
   m.attr("MAX_HORIZON") = svae::kMaxHorizon;
 }

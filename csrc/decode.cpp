@@ -2,6 +2,7 @@
 #include "decode.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -58,10 +59,12 @@ PackedLayer pack_layer(const LayerWeights& L, int panel, bool interleave, int64_
 
 PackedNet pack_net(const std::vector<LayerWeights>& layers, bool gaussian, int64_t out_dim,
                    int64_t assets, const float* scaler_mean, const float* scaler_std, float ls_min,
-                   float ls_max, Isa isa) {
+                   float ls_max, Isa isa, int64_t factors, float loading_max) {
   if (out_dim <= 0 || assets <= 0 || out_dim % assets != 0)
     throw std::invalid_argument("decoder: out_dim must be a positive multiple of assets");
-  check_layers(layers, gaussian, out_dim, "decoder");
+  check_layers(layers, gaussian, out_dim, "decoder", factors);
+  if (!(loading_max > 0.0f) || !std::isfinite(loading_max))
+    throw std::invalid_argument("decoder: loading_max must be finite and > 0");
   PackedNet net;
   net.isa = resolve_isa(isa);
   const Blocking b = blocking_for(net.isa);
@@ -72,12 +75,18 @@ PackedNet pack_net(const std::vector<LayerWeights>& layers, bool gaussian, int64
   net.gaussian = gaussian;
   net.ls_min = ls_min;
   net.ls_max = ls_max;
+  net.factors = factors;
+  net.loading_max = loading_max;
   net.width = round_up<int64_t>(net.latent, 16);
   for (size_t l = 0; l < layers.size(); ++l) {
     const bool last = l + 1 == layers.size();
-    net.layers.push_back(pack_layer(layers[l], net.panel, last && gaussian, out_dim));
+    // factors > 0: the last layer packed like a plain one, (2 + k) D columns
+    // in the channel-block order, for the factor epilogue
+    net.layers.push_back(
+        pack_layer(layers[l], net.panel, last && gaussian && factors == 0, out_dim));
     if (!last) net.width = std::max(net.width, net.layers.back().panels * net.panel);
   }
+  if (factors > 0) net.out_ld = net.layers.back().panels * net.panel;
   const int64_t dpad = round_up<int64_t>(out_dim, 16) + 16;
   net.std_j.assign(static_cast<size_t>(dpad), 0.0f);
   net.mean_j.assign(static_cast<size_t>(dpad), 0.0f);

@@ -4,6 +4,11 @@
 //   h_l = act_l(h_{l-1} @ W_l + b_l)             hidden layers
 //   o   = h_{L-1} @ W_L + b_L                    [n, D] means (+ [n, D] raw log-scales)
 //   x   = mean + exp(clamp(log_scale)) * eps     observation noise (gaussian)
+//   x   = mean + sum_c B_c f_c + exp(ls) * eps   factor model (factors k > 0):
+//         o = [mean | ls | B_1 | .. | B_k] (blocks of D), B clamped to
+//         +-loading_max, f of day t element t*k + c in stream kTagFactor;
+//         acc = mean; acc = fma(B_c, f_c, acc) for c = 0..k-1;
+//         x = fma(exp(ls), eps, acc)
 //   y   = x * std[a] + shift[a]                  unscaling (+ drift), a = j % assets
 //   y  -= mean over days of y (per asset)        drift "zero" (optional)
 //   y   = cumulative sum over days (per asset)   log prices (optional)
@@ -51,7 +56,10 @@ struct PackedNet {
   int64_t out_dim = 0;      // D = window * assets
   int64_t assets = 1;
   bool gaussian = true;     // last layer: means and log-scales interleaved per panel
+  int64_t factors = 0;      // k > 0: the last layer packed plain, (2 + k) D outputs
+  int64_t out_ld = 0;       // k > 0: row stride of the last layer's output buffer
   float ls_min = -7.0f, ls_max = 4.0f;
+  float loading_max = 10.0f;
   std::vector<PackedLayer> layers;  // the last one is the output layer
   std::vector<float> std_j;         // [D padded] scaler std of element j
   std::vector<float> mean_j;        // [D padded] scaler mean of element j
@@ -71,11 +79,16 @@ struct DecodeArgs {
   const float* shift = nullptr;  // [assets] added after unscaling (drift), or null
 };
 
+constexpr float kLoadingMax = 10.0f;  // the default clamp of the factor loadings
+
 // Checks that the layers chain (each takes the previous one's outputs) and
-// that the last gives D (mse) or 2 D (gaussian) outputs; throws
-// std::invalid_argument naming `who`. Shared with the CUDA packing.
+// that the last gives D (mse), 2 D (gaussian) or (2 + k) D (gaussian with k
+// factors) outputs; throws std::invalid_argument naming `who`. Shared with
+// the CUDA packing.
 inline void check_layers(const std::vector<LayerWeights>& layers, bool gaussian,
-                         int64_t out_dim, const std::string& who) {
+                         int64_t out_dim, const std::string& who, int64_t factors = 0) {
+  if (factors < 0 || (factors > 0 && !gaussian))
+    throw std::invalid_argument(who + ": factors must be >= 0, and > 0 only for gaussian");
   if (layers.empty()) throw std::invalid_argument(who + ": at least one layer");
   for (size_t l = 0; l < layers.size(); ++l) {
     const auto& L = layers[l];
@@ -87,16 +100,18 @@ inline void check_layers(const std::vector<LayerWeights>& layers, bool gaussian,
                                   std::to_string(l - 1) + " gives " +
                                   std::to_string(layers[l - 1].n));
   }
-  if (out_dim <= 0 || layers.back().n != (gaussian ? 2 : 1) * out_dim)
+  const int64_t channels = gaussian ? 2 + factors : 1;
+  if (out_dim <= 0 || layers.back().n != channels * out_dim)
     throw std::invalid_argument(who + ": the last layer must give " +
-                                std::to_string((gaussian ? 2 : 1) * out_dim) + " outputs");
+                                std::to_string(channels * out_dim) + " outputs");
 }
 
 // Packs weights for `isa` (Auto: the best the CPU supports). Throws
-// std::invalid_argument on inconsistent shapes.
+// std::invalid_argument on inconsistent shapes. factors > 0: the factor
+// observation model (gaussian only), loadings clamped to +-loading_max.
 PackedNet pack_net(const std::vector<LayerWeights>& layers, bool gaussian, int64_t out_dim,
                    int64_t assets, const float* scaler_mean, const float* scaler_std, float ls_min,
-                   float ls_max, Isa isa);
+                   float ls_max, Isa isa, int64_t factors = 0, float loading_max = kLoadingMax);
 
 // Runs the decode over all rows with `num_threads` threads over row blocks.
 void decode_cpu(const PackedNet& net, const DecodeArgs& args, int num_threads);

@@ -9,6 +9,9 @@
 //                  activation in registers, A -> B -> A ...
 //   output layer:  the same tiles, then noise, unscaling and the store of
 //                  the finished values, in registers
+//   factor model (k > 0): the output layer into a [MB, (2+k) D] buffer
+//                  (plain packing), f [MB, T k] (tag kTagFactor), then a
+//                  SIMD epilogue per row (factor_row)
 //   rows:  demean / cumulative sum per asset, in double
 // Every row goes through the same instructions whatever its position in a
 // block (the last partial tile is padded, never handled by other code), so
@@ -128,6 +131,59 @@ SVAE_INLINE void output_layer(const PackedNet& net, const PackedLayer& L, const 
   }
 }
 
+// The factor model's last layer: out[r, :] = in[r, :] @ W + b, packed plain
+// (channel blocks [mean | ls | B_1 .. B_k] of D columns each), into a buffer
+// of row stride ld_out.
+template <class S, int MR, int NV>
+SVAE_INLINE void plain_layer(const PackedLayer& L, const float* in, int64_t ld_in, float* out,
+                             int64_t ld_out, int64_t rows_pad) {
+  constexpr int W = S::W, NP = NV * W;
+  for (int64_t p = 0; p < L.panels; ++p) {
+    const float* P = L.w.data() + p * L.k * NP;
+    typename S::V bias[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) bias[v] = S::load(L.bias.data() + p * NP + v * W);
+    for (int64_t r0 = 0; r0 < rows_pad; r0 += MR) {
+      typename S::V acc[MR][NV];
+      micro<S, MR, NV>(in + r0 * ld_in, ld_in, P, L.k, acc);
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v)
+          S::store(out + (r0 + r) * ld_out + p * NP + v * W, S::add(acc[r][v], bias[v]));
+    }
+  }
+}
+
+// The factor epilogue of one row: o = the row's last-layer outputs, e its
+// eps [D] (noise only), fx the factors spread over elements, [k][dp] (fx[c *
+// dp + t * A + a] = f[t * k + c]). acc = mean; acc = fma(B_c, f_c, acc) for
+// c = 0..k-1; x = fma(exp(ls), eps, acc); then unscaled and stored.
+template <class S>
+SVAE_INLINE void factor_row(const PackedNet& net, const float* o, const float* e, const float* fx,
+                            int64_t dp, const float* mean_j, bool noise, float* y) {
+  constexpr int W = S::W;
+  const int64_t D = net.out_dim, K = net.factors;
+  const typename S::V lo = S::set1(net.ls_min), hi = S::set1(net.ls_max);
+  const typename S::V blo = S::set1(-net.loading_max), bhi = S::set1(net.loading_max);
+  for (int64_t j0 = 0; j0 < D; j0 += W) {
+    typename S::V x = S::load(o + j0);
+    if (noise) {
+      for (int64_t c = 0; c < K; ++c) {
+        const typename S::V b = S::min(S::max(S::load(o + (2 + c) * D + j0), blo), bhi);
+        x = S::fma(b, S::load(fx + c * dp + j0), x);
+      }
+      const typename S::V ls = S::min(S::max(S::load(o + D + j0), lo), hi);
+      x = S::fma(poly::exp<S>(ls), S::load(e + j0), x);
+    }
+    const typename S::V v = S::fma(x, S::load(net.std_j.data() + j0), S::load(mean_j + j0));
+    if (j0 + W <= D)
+      S::store(y + j0, v);
+    else
+      S::store_n(y + j0, v, static_cast<int>(D - j0));
+  }
+}
+
 template <class S, int MR, int NV, int kIsa>
 void decode_rows(const PackedNet& net, const DecodeArgs& a, int64_t r0, int64_t r1) {
   constexpr int W = S::W;
@@ -145,6 +201,13 @@ void decode_rows(const PackedNet& net, const DecodeArgs& a, int64_t r0, int64_t 
   if (a.shift)
     for (int64_t j = 0; j < D; ++j) mean_j[j] += a.shift[j % net.assets];
   const tile::LaneMap zmap(net.latent), emap(D);
+  // the factor model (K > 0): the last layer's outputs, f [MB, T K], f spread
+  // over the elements [K][eps_ld]
+  const int64_t K = net.factors, A = net.assets, T = D / A, TK = T * K;
+  std::vector<float> obuf(K > 0 ? static_cast<size_t>(MB * net.out_ld + W) : 0, 0.0f);
+  std::vector<float> fbuf(K > 0 && noise ? static_cast<size_t>(MB * TK) : 0, 0.0f);
+  std::vector<float> fx(K > 0 && noise ? static_cast<size_t>(K * eps_ld) : 0, 0.0f);
+  const tile::LaneMap fmap(K > 0 ? TK : 1);
   for (int64_t blk = r0; blk < r1; blk += MB) {
     const int64_t rows = std::min<int64_t>(MB, r1 - blk);
     const int64_t rows_pad = round_up<int64_t>(rows, MR);
@@ -165,7 +228,25 @@ void decode_rows(const PackedNet& net, const DecodeArgs& a, int64_t r0, int64_t 
     }
     float* out = a.out + blk * D;
     const PackedLayer& last = net.layers.back();
-    if (gauss && noise)
+    if (K > 0) {
+      plain_layer<S, MR, NV>(last, in, ld, obuf.data(), net.out_ld, rows_pad);
+      if (noise)
+        tile::normals_into<kIsa>(fmap, TK, a.seed, kTagFactor, a.offset, blk, blk + rows,
+                                 fbuf.data(), TK);
+      for (int64_t r = 0; r < rows; ++r) {
+        if (noise) {
+          const float* f = fbuf.data() + r * TK;
+          for (int64_t c = 0; c < K; ++c)
+            for (int64_t t = 0; t < T; ++t) {
+              const float v = f[t * K + c];
+              float* dst = fx.data() + c * eps_ld + t * A;
+              for (int64_t s = 0; s < A; ++s) dst[s] = v;
+            }
+        }
+        factor_row<S>(net, obuf.data() + r * net.out_ld, noise ? eps.data() + r * eps_ld : nullptr,
+                      fx.data(), eps_ld, mean_j.data(), noise, out + r * D);
+      }
+    } else if (gauss && noise)
       output_layer<S, MR, NV, true, true>(net, last, in, ld, rows, rows_pad, eps.data(), eps_ld,
                                           mean_j.data(), out);
     else if (gauss)
@@ -175,7 +256,6 @@ void decode_rows(const PackedNet& net, const DecodeArgs& a, int64_t r0, int64_t 
       output_layer<S, MR, NV, false, false>(net, last, in, ld, rows, rows_pad, nullptr, 0,
                                             mean_j.data(), out);
     if (a.demean || a.cumulative) {
-      const int64_t A = net.assets, T = D / A;
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t s = 0; s < A; ++s)
           demean_cumsum(out + r * D + s, T, A, a.demean, a.cumulative);

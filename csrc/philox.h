@@ -27,6 +27,7 @@ constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;
 // that streams never overlap; existing tags never change meaning.
 constexpr uint32_t kTagLatent = 0u;       // eps of z = mu + sigma * eps
 constexpr uint32_t kTagObservation = 1u;  // observation noise of the decoder
+constexpr uint32_t kTagFactor = 2u;       // common factors f of the MLP decoder (element t*k+j)
 
 struct U32x4 {
   uint32_t v0, v1, v2, v3;

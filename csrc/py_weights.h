@@ -59,23 +59,28 @@ inline std::vector<LayerWeights> mlp_layers(const py::list& layers, std::vector<
   return ws;
 }
 
-// The arrays of a GRU decoder (rollout.h), shapes checked against each other.
+// The arrays of a GRU decoder (rollout.h), shapes checked against each
+// other; `factors` k: the head gives (2 + k) A outputs.
 inline GruWeights gru_weights(const FArray& w0, const FArray& b0, const FArray& w_x,
                               const FArray& w_z, const FArray& b_i, const FArray& w_h,
-                              const FArray& b_h, const FArray& w_o, const FArray& b_o) {
+                              const FArray& b_h, const FArray& w_o, const FArray& b_o,
+                              int64_t factors = 0) {
   require(w0.ndim() == 2, "w0 must be [latent, hidden]");
-  const int64_t L = w0.shape(0), H = w0.shape(1);
-  require(w_o.ndim() == 2 && w_o.shape(0) == H && w_o.shape(1) % 2 == 0, "w_o must be [hidden, 2A]");
-  const int64_t A = w_o.shape(1) / 2;
+  require(factors >= 0 && factors <= (1 << 12), "factors must be in [0, 4096]");
+  const int64_t L = w0.shape(0), H = w0.shape(1), C = 2 + factors;
+  require(w_o.ndim() == 2 && w_o.shape(0) == H && w_o.shape(1) % C == 0 && w_o.shape(1) > 0,
+          "w_o must be [hidden, (2 + factors) A]");
+  const int64_t A = w_o.shape(1) / C;
+  require(factors <= A, "factors must be <= assets");
   require(b0.ndim() == 1 && b0.shape(0) == H, "b0 must be [hidden]");
   require(w_x.ndim() == 2 && w_x.shape(0) == 2 * A && w_x.shape(1) == 3 * H, "w_x must be [2A, 3H]");
   require(w_z.ndim() == 2 && w_z.shape(0) == L && w_z.shape(1) == 3 * H, "w_z must be [latent, 3H]");
   require(w_h.ndim() == 2 && w_h.shape(0) == H && w_h.shape(1) == 3 * H, "w_h must be [H, 3H]");
   require(b_i.ndim() == 1 && b_i.shape(0) == 3 * H && b_h.ndim() == 1 && b_h.shape(0) == 3 * H,
           "b_i and b_h must be [3H]");
-  require(b_o.ndim() == 1 && b_o.shape(0) == 2 * A, "b_o must be [2A]");
+  require(b_o.ndim() == 1 && b_o.shape(0) == C * A, "b_o must be [(2 + factors) A]");
   return GruWeights{w0.data(),  b0.data(),  w_x.data(), w_z.data(), b_i.data(),
-                    w_h.data(), b_h.data(), w_o.data(), b_o.data(), L, H, A};
+                    w_h.data(), b_h.data(), w_o.data(), b_o.data(), L, H, A, factors};
 }
 
 }  // namespace py_weights

@@ -2,6 +2,7 @@
 #include "rollout.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "decode.h"  // blocking_for
@@ -21,9 +22,13 @@ int64_t gate_col(int64_t g, int64_t i, int w) { return (i / w) * 3 * w + g * w +
 }  // namespace
 
 PackedGru pack_gru(const GruWeights& g, const float* scaler_mean, const float* scaler_std,
-                   float ls_min, float ls_max, Isa isa) {
+                   float ls_min, float ls_max, Isa isa, float loading_max) {
   if (g.latent < 1 || g.hidden < 1 || g.assets < 1)
     throw std::invalid_argument("pack_gru: latent, hidden and assets must be >= 1");
+  if (g.factors < 0 || g.factors > g.assets)
+    throw std::invalid_argument("pack_gru: factors must be in [0, assets]");
+  if (!(loading_max > 0.0f) || !std::isfinite(loading_max))
+    throw std::invalid_argument("pack_gru: loading_max must be finite and > 0");
   PackedGru P;
   P.isa = resolve_isa(isa);
   P.w = blocking_for(P.isa).w;
@@ -34,9 +39,12 @@ PackedGru pack_gru(const GruWeights& g, const float* scaler_mean, const float* s
   P.assets = A;
   P.hp = round_up<int64_t>(H, W);
   P.panels = P.hp / W;
-  P.op = round_up<int64_t>(2 * A, W);
+  const int64_t C = (2 + g.factors) * A;  // head outputs
+  P.factors = g.factors;
+  P.op = round_up<int64_t>(C, W);
   P.ls_min = ls_min;
   P.ls_max = ls_max;
+  P.loading_max = loading_max;
   const int64_t G = P.panels * 3 * W;  // interleaved gate columns
   P.w0.assign(static_cast<size_t>(P.hp * L), 0.0f);
   P.b0.assign(static_cast<size_t>(P.hp), 0.0f);
@@ -64,9 +72,9 @@ PackedGru pack_gru(const GruWeights& g, const float* scaler_mean, const float* s
   }
   P.wo.assign(static_cast<size_t>(P.op * P.hp), 0.0f);
   P.bo.assign(static_cast<size_t>(P.op), 0.0f);
-  for (int64_t j = 0; j < 2 * A; ++j) {
+  for (int64_t j = 0; j < C; ++j) {
     const int64_t p = j / W, c = j % W;
-    for (int64_t k = 0; k < H; ++k) P.wo[(p * P.hp + k) * W + c] = g.w_o[k * 2 * A + j];
+    for (int64_t k = 0; k < H; ++k) P.wo[(p * P.hp + k) * W + c] = g.w_o[k * C + j];
     P.bo[j] = g.b_o[j];
   }
   P.mean.assign(scaler_mean, scaler_mean + A);

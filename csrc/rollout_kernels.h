@@ -60,7 +60,10 @@ void rollout_rows(const PackedGru& net, const RolloutArgs& a, int64_t r0, int64_
   const float phi = a.phi;
   const float c = static_cast<float>(std::sqrt(std::max(0.0, 1.0 - double(phi) * double(phi))));
   const bool cum_inline = a.cumulative && !a.demean;
-  const tile::LaneMap zmap(L), amap(A);
+  const int64_t K = net.factors;  // k > 0: the factor model
+  std::vector<float> fb(K > 0 ? MB * K : 0, 0.0f);
+  const float bmax = net.loading_max;
+  const tile::LaneMap zmap(L), amap(A), fmap(K > 0 ? K : 1);
   for (int64_t blk = r0; blk < r1; blk += MB) {
     const int64_t rows = std::min<int64_t>(MB, r1 - blk);
     const int64_t rows_pad = round_up<int64_t>(rows, MR);
@@ -113,13 +116,23 @@ void rollout_rows(const PackedGru& net, const RolloutArgs& a, int64_t r0, int64_
       // head: means and raw log-scales
       dense<S, MR, 1, false>(h.data(), HP, HP, net.wo.data(), net.bo.data(), OP / W, ob.data(), OP,
                              rows_pad);
+      if (K > 0 && a.noise)
+        tile::normals_into<kIsa>(fmap, K, a.seed, kTagFactorStep + static_cast<uint32_t>(t),
+                                 a.offset, blk, blk + rows, fb.data(), K);
       for (int64_t r = 0; r < rows; ++r) {
         const float* o = ob.data() + r * OP;
         float* xr = xin.data() + r * 2 * A;
         float* y = a.out + ((blk + r) * T + t) * A;
         for (int64_t s = 0; s < A; ++s) {
           float ls = std::min(std::max(o[A + s], net.ls_min), net.ls_max);
-          const float x = a.noise ? fma_rn(exp_poly(ls), eps[r * A + s], o[s]) : o[s];
+          float x = o[s];
+          if (a.noise) {
+            for (int64_t j = 0; j < K; ++j) {
+              const float b = std::min(std::max(o[(2 + j) * A + s], -bmax), bmax);
+              x = fma_rn(b, fb[r * K + j], x);
+            }
+            x = fma_rn(exp_poly(ls), eps[r * A + s], x);
+          }
           xr[s] = x;
           xr[A + s] = std::fabs(x);
           const float v = fma_rn(x, net.std[s], mean_a[s]);

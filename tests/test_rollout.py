@@ -12,12 +12,14 @@ from stressvae import ScenarioGenerator, ScenarioVAE, _core, native
 from stressvae.data import Scaler
 
 
-def gru_model(rng, latent=7, hidden=50, assets=1, window=16, gain=2.0) -> ScenarioVAE:
-    """Fresh random weights, scaled up so the gates and the feedback matter."""
+def gru_model(rng, latent=7, hidden=50, assets=1, window=16, gain=2.0, factors=None) -> ScenarioVAE:
+    """Fresh random weights, scaled up so the gates and the feedback matter;
+    ``factors`` None: the model's default (0 for one asset, else min(4, assets - 1))."""
     torch.manual_seed(int(rng.integers(1 << 31)))
     m = ScenarioVAE(
-        window=window, n_assets=assets, latent_dim=latent, decoder="gru", rnn_hidden=hidden
-    ).eval()
+        window=window, n_assets=assets, latent_dim=latent, decoder="gru", rnn_hidden=hidden,
+        factors=factors,
+    ).eval()  # fmt: skip
     with torch.no_grad():
         for p in m.decoder.parameters():
             p.mul_(gain)
@@ -27,10 +29,11 @@ def gru_model(rng, latent=7, hidden=50, assets=1, window=16, gain=2.0) -> Scenar
 
 
 def reference(model, z, horizon, seed, offset=0, phi=1.0):
-    """model.rollout_scaled fed the native noise, unscaled in float64."""
+    """model.rollout_scaled fed the native noise (e, and f of a factor model:
+    [n, horizon, assets + factors]), unscaled in float64."""
     a, lat = model.n_assets, model.latent_dim
     eps, eta = native.rollout_noise(
-        len(z), horizon, a, lat, seed=seed, offset=offset, drift=phi < 1
+        len(z), horizon, a, lat, seed=seed, offset=offset, drift=phi < 1, factors=model.factors
     )
     with torch.no_grad():
         x = model.rollout_scaled(
@@ -119,7 +122,7 @@ def test_epilogue_options(rng):
 
 
 def reference_quiet(model, z, horizon):
-    eps = torch.zeros(len(z), horizon, model.n_assets)
+    eps = torch.zeros(len(z), horizon, model.n_assets + model.factors)
     with torch.no_grad():
         x = model.rollout_scaled(torch.from_numpy(z), horizon, eps)
     return (x.double() * model.scaler_std.double() + model.scaler_mean.double()).numpy()
@@ -153,14 +156,15 @@ def test_latent_drift_moves_z_to_the_prior(rng):
 
 
 def test_teacher_forcing_equals_the_rollout_given_the_same_days(rng):
-    m = gru_model(rng, assets=2)
+    m = gru_model(rng, assets=3)  # two factors by default
     z = torch.from_numpy(rng.standard_normal((9, 7)).astype(np.float32))
-    eps = torch.from_numpy(rng.standard_normal((9, 16, 2)).astype(np.float32))
+    eps = torch.from_numpy(rng.standard_normal((9, 16, 3 + m.factors)).astype(np.float32))
     with torch.no_grad():
-        x, mean, ls = m.rollout_scaled(z, 16, eps, return_params=True)
-        mt, lt = m.decode_scaled(z, x)
-    torch.testing.assert_close(mt, mean, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(lt, ls, rtol=1e-5, atol=1e-6)
+        x, *params = m.rollout_scaled(z, 16, eps, return_params=True)
+        forced = m.decode_scaled(z, x)
+    assert len(params) == len(forced) == 3  # mean, log-scale, loadings
+    for got, want in zip(forced, params, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     # the loss trains on one-step-ahead predictions and has gradients
     loss = m.loss(x)["loss"]
     loss.backward()
@@ -235,3 +239,73 @@ def test_bad_input_is_named(rng):
     mlp = ScenarioVAE(window=8, latent_dim=4, hidden_dims=(8,))
     with pytest.raises(ValueError, match="recurrent"):
         ScenarioGenerator(mlp, device="cpu").sample(5, seed=1, regime_halflife=20)
+
+
+# ------------------------------------------------------------ the factor model
+FMA_ISAS = [i for i in ISAS if i != "baseline"]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize(
+    "assets,k,phi", [(2, 1, 1.0), (5, 1, 0.95), (5, 3, 1.0), (2, 2, 0.9), (5, 3, 0.97)]
+)
+def test_factor_rollout_matches_torch(rng, isa, assets, k, phi):
+    """ScenarioVAE(decoder="gru", factors=k): the native rollout against
+    model.rollout_scaled fed the native e, f (TAG_STEP + t, TAG_FACTOR_STEP
+    + t) and eta, over 120 days, with and without the latent drift."""
+    m = gru_model(rng, 6, 40, assets, factors=k, gain=1.5)
+    ex = m.export_decoder()
+    assert ex.factors == k and ex.w_o.shape == (40, (2 + k) * assets)
+    nat = native.NativeRollout(ex, isa=isa)
+    assert nat.factors == k
+    n, horizon = 100, 120
+    z = rng.standard_normal((n, 6)).astype(np.float32)
+    seed = int(rng.integers(1 << 62))
+    y = nat.rollout(z, horizon, seed=seed, offset=11, phi=phi)
+    ref = reference(m, z, horizon, seed, offset=11, phi=phi)
+    assert np.abs(ref).std() > 1e-3
+    assert_close(y, ref)
+    assert_close(nat.rollout(z, horizon, seed=seed, noise=False), reference_quiet(m, z, horizon))
+    # the factors are drawn: zeroing them (e only) moves the paths far past tolerance
+    eps, _ = native.rollout_noise(n, horizon, assets, 6, seed=seed, offset=11, factors=k)
+    eps[..., assets:] = 0.0
+    with torch.no_grad():
+        x = m.rollout_scaled(torch.from_numpy(z), 1, torch.from_numpy(eps[:, :1]))
+    no_f = (x.double() * m.scaler_std.double() + m.scaler_mean.double()).numpy()
+    assert np.abs(y[:, :1] - no_f).mean() > 1e-3 * np.abs(ref[:, :1]).max()
+
+
+def test_factor_rollout_is_bit_stable(rng):
+    """Threads, chunks (offsets), a longer horizon and the FMA ISA levels
+    give the same bits; f of day t is TAG_FACTOR_STEP + t, element j."""
+    m = gru_model(rng, 5, 48, 4, factors=3)
+    w = m.export_decoder()
+    one, two = native.NativeRollout(w, num_threads=1), native.NativeRollout(w, num_threads=2)
+    mu = rng.standard_normal((3, 5)).astype(np.float32)
+    lv = rng.uniform(-2, 0, (3, 5)).astype(np.float32)
+    idx = rng.integers(0, 3, 600).astype(np.int64)
+    kw = dict(seed=21, index=idx, offset=9, scale=0.8, phi=0.95)
+    full = two.sample(mu, lv, horizon=50, **kw)
+    assert np.array_equal(bits(full), bits(one.sample(mu, lv, horizon=50, **kw)))
+    z = native.sample_latent(mu, lv, seed=21, index=idx, offset=9, scale=0.8)
+    assert np.array_equal(bits(full), bits(two.rollout(z, 50, seed=21, offset=9, phi=0.95)))
+    for s0, s1 in ((0, 1), (1, 78), (78, 600)):
+        part = one.rollout(z[s0:s1], 50, seed=21, offset=9 + s0, phi=0.95)
+        assert np.array_equal(bits(part), bits(full[s0:s1])), (s0, s1)
+    longer = two.rollout(z, 80, seed=21, offset=9, phi=0.95)
+    assert np.array_equal(bits(longer[:, :50]), bits(full))
+    for isa in FMA_ISAS:
+        got = native.NativeRollout(w, isa=isa).rollout(z, 50, seed=21, offset=9, phi=0.95)
+        assert np.array_equal(bits(got), bits(full)), isa
+
+
+def test_factor_rollout_weights_are_checked(rng):
+    import dataclasses
+
+    w = gru_model(rng, 4, 16, 3, factors=2).export_decoder()
+    with pytest.raises(native.NativeInputError, match=r"weights.w_o must be \(16, 12\)"):
+        native.NativeRollout(dataclasses.replace(w, factors=2, w_o=w.w_o[:, :8].copy()))
+    with pytest.raises(native.NativeInputError, match=r"weights.w_o must be \(16, 9\)"):
+        native.NativeRollout(dataclasses.replace(w, factors=1))
+    with pytest.raises(native.NativeInputError, match=r"weights\.factors"):
+        native.NativeRollout(dataclasses.replace(w, factors=4))

@@ -13,7 +13,8 @@ Modules, each importing only those above it:
 - ``selfcheck``: the one registry of the CUDA self-checks, their tolerance;
 - ``_loading``: the compiled ``_core`` and ``_cuda``, constants, :func:`native_info`;
 - ``checks``: the argument checks (arrays, devices, outputs, numbers);
-- ``latent``: :func:`sample_latent`, :func:`normals`, :func:`rollout_noise`;
+- ``latent``: :func:`sample_latent`, :func:`normals`, :func:`rollout_noise`,
+  :func:`decode_noise`;
 - ``decoder``: :class:`NativeDecoder` and :class:`CudaDecoder`;
 - ``rollout``: :class:`NativeRollout` and :class:`CudaRollout`.
 """
@@ -21,8 +22,11 @@ Modules, each importing only those above it:
 from __future__ import annotations
 
 from ._loading import (
+    LOADING_MAX,
     MAX_HORIZON,
     TAG_DRIFT,
+    TAG_FACTOR,
+    TAG_FACTOR_STEP,
     TAG_LATENT,
     TAG_OBSERVATION,
     TAG_STEP,
@@ -31,13 +35,16 @@ from ._loading import (
 )
 from .checks import ISA_LEVELS, NativeInputError, check_phi
 from .decoder import CudaDecoder, NativeDecoder
-from .latent import normals, rollout_noise, sample_latent
+from .latent import decode_noise, normals, rollout_noise, sample_latent
 from .rollout import CudaRollout, NativeRollout
 
 __all__ = [
     "ISA_LEVELS",
+    "LOADING_MAX",
     "MAX_HORIZON",
     "TAG_DRIFT",
+    "TAG_FACTOR",
+    "TAG_FACTOR_STEP",
     "TAG_LATENT",
     "TAG_OBSERVATION",
     "TAG_STEP",
@@ -47,6 +54,7 @@ __all__ = [
     "NativeInputError",
     "NativeRollout",
     "check_phi",
+    "decode_noise",
     "default_threads",
     "native_info",
     "normals",

@@ -29,6 +29,9 @@ TAG_LATENT: int = int(core.TAG_LATENT)
 TAG_OBSERVATION: int = int(core.TAG_OBSERVATION)
 TAG_STEP: int = int(core.TAG_STEP)  # + day t: the rollout's observation noise of day t
 TAG_DRIFT: int = int(core.TAG_DRIFT)  # + day t: the latent AR(1) innovation after day t
+TAG_FACTOR: int = int(core.TAG_FACTOR)  # the MLP decoder's common factors f (element t*k + j)
+TAG_FACTOR_STEP: int = int(core.TAG_FACTOR_STEP)  # + day t: the rollout's factors f of day t
+LOADING_MAX: float = float(core.LOADING_MAX)  # the factor loadings' clamp (standardized units)
 MAX_HORIZON: int = int(core.MAX_HORIZON)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .._checks import as_float, as_int
-from ._loading import MAX_HORIZON, core, default_threads
+from ._loading import LOADING_MAX, MAX_HORIZON, core, default_threads
 
 ISA_LEVELS = ("auto", "baseline", "avx2", "avx512")
 U64 = 1 << 64
@@ -264,6 +264,23 @@ def check_shift(shift: Any, n_assets: int) -> np.ndarray | None:
     if s.shape != (n_assets,) or not np.isfinite(s).all():
         raise NativeInputError(f"shift must be {n_assets} finite numbers (one per asset)")
     return s
+
+
+def check_factors(weights: Any, n_assets: int, gaussian: bool = True) -> tuple[int, float]:
+    """The factor model of exported weights: ``factors`` k in [0, n_assets]
+    (0 when the weights have no such field, as before the factor model), and
+    the loadings' clamp ``loading_max`` (default LOADING_MAX), finite > 0.
+    k > 0 needs the gaussian likelihood."""
+    k = check_int("weights.factors", getattr(weights, "factors", 0) or 0, 0, n_assets)
+    if k and not gaussian:
+        raise NativeInputError(
+            f"weights.factors={k} needs likelihood 'gaussian' (mse draws no noise)"
+        )
+    bmax = getattr(weights, "loading_max", LOADING_MAX)
+    bmax = as_float("weights.loading_max", bmax, error=NativeInputError)
+    if not (np.isfinite(bmax) and 0 < bmax <= FLOAT32_MAX):
+        raise NativeInputError(f"weights.loading_max must be finite and > 0, got {bmax}")
+    return k, bmax
 
 
 def check_scaler(weights: Any, n_assets: int) -> tuple[np.ndarray, np.ndarray]:

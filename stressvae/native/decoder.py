@@ -12,6 +12,7 @@ from . import selfcheck
 from ._loading import core, require_cuda
 from .checks import (
     NativeInputError,
+    check_factors,
     check_int,
     check_isa,
     check_offset,
@@ -49,7 +50,11 @@ class NativeDecoder:
     returns in data units (or log prices with ``cumulative=True``); for the
     gaussian likelihood the observation noise ``eps`` of element j of scenario
     ``offset + i`` is Philox stream ``TAG_OBSERVATION``: a scenario depends on
-    (weights, its latent draw, seed, its index) only.
+    (weights, its latent draw, seed, its index) only. With ``weights.factors``
+    k > 0 (the factor model) the last layer gives (2 + k) blocks of
+    ``window * assets`` (means, raw log-scales, loadings 1..k, each clamped
+    to +-``LOADING_MAX``) and day t's factor j is element ``t * k + j`` of
+    stream ``TAG_FACTOR``: ``x = mean + sum_j B_j f_j + exp(ls) eps``.
 
     On the CPU (numpy arrays); :class:`CudaDecoder` is its twin on a GPU.
     """
@@ -66,19 +71,21 @@ class NativeDecoder:
         self.out_dim = self.window * self.n_assets
         isa = check_isa(isa)
         self.num_threads = check_threads(num_threads)
+        self.factors, self.loading_max = check_factors(weights, self.n_assets, self.gaussian)
         self.layers = _check_layers(weights.layers, self.latent_dim)
         width = int(self.layers[-1][0].shape[1])
-        want = (2 if self.gaussian else 1) * self.out_dim
+        want = ((2 + self.factors) if self.gaussian else 1) * self.out_dim
         if width != want:
+            what = weights.likelihood + (f", {self.factors} factors" if self.factors else "")
             raise NativeInputError(
                 f"the last layer must give {want} outputs for window {self.window} x "
-                f"{self.n_assets} assets ({weights.likelihood}), got {width}"
+                f"{self.n_assets} assets ({what}), got {width}"
             )
         mean, std = check_scaler(weights, self.n_assets)
         self.log_scale_bounds = (float(weights.log_scale_min), float(weights.log_scale_max))
         self._impl = core.Decoder(
             self.layers, self.gaussian, self.out_dim, self.n_assets, mean, std,
-            *self.log_scale_bounds, isa,
+            *self.log_scale_bounds, isa, self.factors, self.loading_max,
         )  # fmt: skip
 
     @property

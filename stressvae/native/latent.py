@@ -10,7 +10,16 @@ from typing import Any
 import numpy as np
 
 from . import selfcheck
-from ._loading import TAG_DRIFT, TAG_LATENT, TAG_STEP, core, require_cuda
+from ._loading import (
+    TAG_DRIFT,
+    TAG_FACTOR,
+    TAG_FACTOR_STEP,
+    TAG_LATENT,
+    TAG_OBSERVATION,
+    TAG_STEP,
+    core,
+    require_cuda,
+)
 from .checks import (
     NativeInputError,
     all_finite,
@@ -352,16 +361,56 @@ def rollout_noise(
     offset: int = 0,
     drift: bool = False,
     device: str = "cpu",
+    factors: int = 0,
 ):
     """The noise the native rollout makes inside, written out: eps [n,
     horizon, assets] (day t from stream ``TAG_STEP + t``) and, with
     ``drift``, eta [n, horizon, latent] (``TAG_DRIFT + t``; the last day's is
-    drawn but never used). For the torch reference rollout and its tests."""
+    drawn but never used). With ``factors`` k > 0, eps is [n, horizon,
+    assets + k]: each day's asset noise e, then its factors f (stream
+    ``TAG_FACTOR_STEP + t``, element j), the torch reference's layout. For
+    the torch reference rollout and its tests."""
     horizon = check_horizon(horizon)
+    factors = check_int("factors", factors, 0, 1 << 12)
     kw = dict(seed=seed, offset=offset, device=device)
     eps = [normals(n, assets, tag=TAG_STEP + t, **kw) for t in range(horizon)]
     eta = [normals(n, latent, tag=TAG_DRIFT + t, **kw) for t in range(horizon)] if drift else None
+    f = [normals(n, factors, tag=TAG_FACTOR_STEP + t, **kw) for t in range(horizon) if factors]
     if device == "cpu":
-        return np.stack(eps, 1), (np.stack(eta, 1) if drift else None)
+        e = np.stack(eps, 1)
+        if factors:
+            e = np.concatenate([e, np.stack(f, 1)], axis=2)
+        return e, (np.stack(eta, 1) if drift else None)
     torch = torch_module()
-    return torch.stack(eps, 1), (torch.stack(eta, 1) if drift else None)
+    e = torch.stack(eps, 1)
+    if factors:
+        e = torch.cat([e, torch.stack(f, 1)], dim=2)
+    return e, (torch.stack(eta, 1) if drift else None)
+
+
+def decode_noise(
+    n: int,
+    window: int,
+    assets: int,
+    *,
+    seed: int,
+    offset: int = 0,
+    factors: int = 0,
+    device: str = "cpu",
+):
+    """The noise the native MLP decoder makes inside, written out: [n,
+    window, assets + k], each day's asset noise e (element ``t * assets + a``
+    of stream ``TAG_OBSERVATION``) then its k factors f (element ``t * k + j``
+    of stream ``TAG_FACTOR``), the torch reference's layout. For the torch
+    reference decoder and its tests."""
+    window = check_horizon(window)
+    assets = check_int("assets", assets, 1, 1 << 16)
+    factors = check_int("factors", factors, 0, 1 << 12)
+    kw = dict(seed=seed, offset=offset, device=device)
+    e = normals(n, window * assets, tag=TAG_OBSERVATION, **kw).reshape(n, window, assets)
+    if not factors:
+        return e
+    f = normals(n, window * factors, tag=TAG_FACTOR, **kw).reshape(n, window, factors)
+    if device == "cpu":
+        return np.concatenate([e, f], axis=2)
+    return torch_module().cat([e, f], dim=2)

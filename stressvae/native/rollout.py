@@ -12,6 +12,7 @@ from . import selfcheck
 from ._loading import MAX_HORIZON, core, require_cuda
 from .checks import (
     NativeInputError,
+    check_factors,
     check_horizon,
     check_int,
     check_isa,
@@ -42,13 +43,14 @@ GRU_ARRAYS = ("w0", "b0", "w_x", "w_z", "b_i", "w_h", "b_h", "w_o", "b_o")
 
 def check_gru_weights(weights: Any) -> dict[str, np.ndarray]:
     """The arrays of a RecurrentWeights, checked: float32 numpy, C-contiguous,
-    finite, shapes chained from (latent, hidden, assets)."""
+    finite, shapes chained from (latent, hidden, assets, factors)."""
     L = check_int("weights.latent_dim", weights.latent_dim, 1, 1 << 16)
     H = check_int("weights.hidden", weights.hidden, 1, 4096)
     A = check_int("weights.n_assets", weights.n_assets, 1, 1 << 12)
+    C = 2 + check_factors(weights, A)[0]  # head channels: mean, log-scale, k loadings
     shapes = {
         "w0": (L, H), "b0": (H,), "w_x": (2 * A, 3 * H), "w_z": (L, 3 * H), "b_i": (3 * H,),
-        "w_h": (H, 3 * H), "b_h": (3 * H,), "w_o": (H, 2 * A), "b_o": (2 * A,),
+        "w_h": (H, 3 * H), "b_h": (3 * H,), "w_o": (H, C * A), "b_o": (C * A,),
     }  # fmt: skip
     out = {}
     for name in GRU_ARRAYS:
@@ -75,11 +77,15 @@ class NativeRollout:
     with ``cumulative=True``). The noise of day t of scenario ``offset + i``
     is Philox stream ``TAG_STEP + t`` (and ``TAG_DRIFT + t`` for the latent
     drift with ``phi < 1``): a path depends on (weights, its latent draw,
-    seed, its index) only, and a longer horizon extends a shorter one.
+    seed, its index) only, and a longer horizon extends a shorter one. With
+    ``weights.factors`` k > 0 the head gives (2 + k) blocks of ``assets``
+    (means, raw log-scales, loadings 1..k clamped to +-``LOADING_MAX``) and
+    day t's factor j is element j of stream ``TAG_FACTOR_STEP + t``.
     """
 
     def __init__(self, weights: Any, *, isa: str = "auto", num_threads: int | None = None):
         self.arrays = check_gru_weights(weights)
+        self.factors, self.loading_max = check_factors(weights, int(weights.n_assets))
         self.latent_dim = int(weights.latent_dim)
         self.hidden = int(weights.hidden)
         self.n_assets = int(weights.n_assets)
@@ -93,7 +99,10 @@ class NativeRollout:
                 f"log-scale bounds must be finite with min < max, got {lo}, {hi}"
             )
         self.log_scale_bounds = (lo, hi)
-        self._impl = core.Rollout(*(self.arrays[k] for k in GRU_ARRAYS), mean, std, lo, hi, isa)
+        self._impl = core.Rollout(
+            *(self.arrays[k] for k in GRU_ARRAYS), mean, std, lo, hi, isa, self.factors,
+            self.loading_max,
+        )  # fmt: skip
 
     @property
     def isa(self) -> str:
