@@ -42,12 +42,15 @@ import numpy as np
 from numba import njit, prange
 
 from ._checks import as_int
+from .strategies import WEIGHT_KINDS, weights_kernel
 
-__all__ = ["KINDS", "N_METRICS", "SUPPORTED", "metrics"]
+__all__ = ["KINDS", "N_METRICS", "PORTFOLIO_KINDS", "SUPPORTED", "metrics", "portfolio_metrics"]
 
 N_METRICS = 10
 KINDS = {"buy_and_hold": 0, "ma_crossover": 1, "momentum": 2, "rsi_reversion": 3}
 SUPPORTED: frozenset[str] = frozenset(KINDS)
+PORTFOLIO_KINDS: frozenset[str] = frozenset(WEIGHT_KINDS)  # grouped, cash shared
+_GROUP_BLOCK = 16  # scenarios per parallel task of the portfolio kernel
 _PARAMS = {
     "buy_and_hold": (),
     "ma_crossover": ("fast_window", "slow_window"),
@@ -260,6 +263,72 @@ def rsi_reversion_signals_1d_nb(
 
 
 @njit(**_JIT)
+def returns_metrics_nb(rets: np.ndarray, ann_factor: float, out: np.ndarray) -> None:
+    """The returns statistics of ``vectorbt.returns.nb`` from the bar
+    returns rets [T] (the first against init_cash): out[1..6] and out[9]
+    (annualized return, volatility, Sharpe, Sortino, max drawdown, Calmar,
+    worst day), with numba's sequential ``nanmean`` / ``nanprod`` and
+    two-pass ``nanvar`` (ddof 1)."""
+    n = rets.shape[0]
+    ret_sum = 0.0
+    ret_cnt = 0
+    growth = 1.0
+    down_sum = 0.0
+    down_cnt = 0
+    worst = np.nan
+    cumprod = 1.0
+    dd_max = np.nan
+    dd_cnt = 0
+    mdd = 0.0
+    for i in range(n):
+        r = rets[i]
+        if not np.isnan(r):
+            ret_sum += r
+            ret_cnt += 1
+            if np.isnan(worst) or r < worst:
+                worst = r
+            adj = 0.0 if r > 0 else r
+            down_sum += adj * adj
+            down_cnt += 1
+        g = r + 1.0
+        if not np.isnan(g):
+            growth *= g
+            cumprod *= g
+        cum = cumprod * 100.0
+        if np.isnan(dd_max) or cum > dd_max:
+            dd_max = cum
+        if not np.isnan(cum):
+            dd_cnt += 1
+        dd = np.nan if dd_cnt < 1 else cum / dd_max - 1
+        if i == 0 or (not np.isnan(mdd) and (np.isnan(dd) or dd < mdd)):  # np.min: NaN wins
+            mdd = dd
+    ann_return = growth ** (ann_factor / n) - 1
+    out[1] = ann_return
+    mean = ret_sum / ret_cnt
+    std = np.nan
+    if ret_cnt - 1 > 0:
+        ssd = 0.0
+        for i in range(n):
+            v = rets[i]
+            if not np.isnan(v):
+                d = v - mean
+                ssd += d * d
+        std = np.sqrt(ssd / ret_cnt * ret_cnt / (ret_cnt - 1))
+    if n < 2:
+        out[2] = np.nan
+        out[3] = np.nan
+        out[4] = np.nan
+    else:
+        out[2] = std * ann_factor ** (1.0 / 2.0)
+        out[3] = np.inf if std == 0.0 else mean / std * np.sqrt(ann_factor)
+        downside = np.sqrt(down_sum / down_cnt) * np.sqrt(ann_factor)
+        out[4] = np.inf if downside == 0.0 else mean * ann_factor / downside
+    out[5] = mdd
+    out[6] = np.nan if mdd == 0.0 else ann_return / np.abs(mdd)
+    out[9] = worst
+
+
+@njit(**_JIT)
 def signals_metrics_1d_nb(
     close: np.ndarray,
     entries: np.ndarray,
@@ -296,18 +365,7 @@ def signals_metrics_1d_nb(
     entry_fees_sum = 0.0
     trade_count = 0
     win_count = 0
-    # returns statistics
     prev_value = init_cash
-    ret_sum = 0.0
-    ret_cnt = 0
-    growth = 1.0  # nanprod(returns + 1)
-    down_sum = 0.0
-    down_cnt = 0
-    worst = np.nan
-    cumprod = 1.0
-    dd_max = np.nan
-    dd_cnt = 0
-    mdd = 0.0
 
     for i in range(n):
         price = close[i]
@@ -409,29 +467,6 @@ def signals_metrics_1d_nb(
         prev_value = value
         rets[i] = r
 
-        if not np.isnan(r):
-            ret_sum += r
-            ret_cnt += 1
-            if np.isnan(worst) or r < worst:
-                worst = r
-            adj = 0.0 if r > 0 else r
-            down_sum += adj * adj
-            down_cnt += 1
-        g = r + 1.0
-        if not np.isnan(g):
-            growth *= g
-            cumprod *= g
-        cum = cumprod * 100.0
-        if np.isnan(dd_max) or cum > dd_max:
-            dd_max = cum
-        if not np.isnan(cum):
-            dd_cnt += 1
-        dd = np.nan if dd_cnt < 1 else cum / dd_max - 1
-        if i == 0 or (
-            not np.isnan(mdd) and (np.isnan(dd) or dd < mdd)
-        ):  # np.min: the first NaN is the result
-            mdd = dd
-
     # an open position is an open trade, valued at the last close
     if in_trade and is_less_nb(-entry_size_sum, 0):
         entry_price = entry_gross_sum / entry_size_sum
@@ -445,34 +480,9 @@ def signals_metrics_1d_nb(
 
     total_profit = 0.0 if n_orders == 0 else tp_cash + tp_assets * close[n - 1]
     out[0] = total_profit / init_cash
-    ann_return = growth ** (ann_factor / n) - 1
-    out[1] = ann_return
-
-    # nanstd (ddof=1) of the returns: numba's two-pass nanvar
-    mean = ret_sum / ret_cnt
-    std = np.nan
-    if ret_cnt - 1 > 0:
-        ssd = 0.0
-        for i in range(n):
-            v = rets[i]
-            if not np.isnan(v):
-                d = v - mean
-                ssd += d * d
-        std = np.sqrt(ssd / ret_cnt * ret_cnt / (ret_cnt - 1))
-    if n < 2:
-        out[2] = np.nan
-        out[3] = np.nan
-        out[4] = np.nan
-    else:
-        out[2] = std * ann_factor ** (1.0 / 2.0)
-        out[3] = np.inf if std == 0.0 else mean / std * np.sqrt(ann_factor)
-        downside = np.sqrt(down_sum / down_cnt) * np.sqrt(ann_factor)
-        out[4] = np.inf if downside == 0.0 else mean * ann_factor / downside
-    out[5] = mdd
-    out[6] = np.nan if mdd == 0.0 else ann_return / np.abs(mdd)
+    returns_metrics_nb(rets, ann_factor, out)
     out[7] = trade_count
     out[8] = np.nan if trade_count == 0 else win_count / trade_count
-    out[9] = worst
 
 
 @njit(parallel=True, **_JIT)
@@ -530,6 +540,290 @@ def metrics_nb(
                 col_close, entries, exits, init_cash, fees, slippage, ann_factor, rets, out[col]
             )
     return out, bad
+
+
+# ############# Portfolios: from_orders, target percent, cash shared ############# #
+
+_target_weights_1d_nb = weights_kernel()
+
+
+@njit(**_JIT)
+def trade_pnl_nb(size: float, entry_price: float, entry_fees: float, exit_price: float,
+                 exit_fees: float, short: bool) -> float:  # fmt: skip
+    """PnL of one exit trade (``get_trade_stats_nb``)."""
+    val_diff = add_nb(size * exit_price, -(size * entry_price))
+    if val_diff != 0 and short:
+        val_diff *= -1
+    return val_diff - entry_fees - exit_fees
+
+
+@njit(**_JIT)
+def portfolio_metrics_1d_nb(
+    close: np.ndarray,
+    weights: np.ndarray,
+    init_cash: float,
+    fees: float,
+    slippage: float,
+    ann_factor: float,
+    rets: np.ndarray,
+    state: np.ndarray,
+    seq: np.ndarray,
+    out: np.ndarray,
+    contrib: np.ndarray,
+) -> None:
+    """One scenario's cash-sharing portfolio of A assets, as vectorbt's
+    ``Portfolio.from_orders(close, weights, size_type="targetpercent",
+    group_by=..., cash_sharing=True, call_seq="auto", fees, slippage)``
+    simulates it (``simulate_from_orders_nb``: on every bar the group value
+    at the close, the orders sorted by their approximate value, sells
+    first, each through ``execute_order_nb`` / ``buy_nb`` / ``sell_nb``
+    with direction both, min_size 1e-8, no value update between orders),
+    and the metrics the Portfolio rebuilds from its order records (grouped
+    cash and asset value, ``total_profit_nb``, exit trades per asset).
+
+    close: [T, A] prices (finite, > 0); weights: [T, A] target weights,
+    NaN = no order. rets: [T] scratch; state: [12, A] scratch; seq: [A]
+    int scratch. out: [10] the metrics (METRICS order); contrib: [A] each
+    asset's total profit / init_cash (they add up to the total return).
+    """
+    n, a_n = close.shape
+    pos = state[0]  # simulation position per asset
+    assets_ph = state[1]  # assets_nb from the asset flows
+    tp_cash = state[2]  # total_profit_nb
+    tp_assets = state[3]
+    n_orders = state[4]
+    cash_flow = state[5]  # this bar's cash flow per asset (cash_flow_nb)
+    asset_flow = state[6]
+    order_value = state[7]
+    in_pos = state[8]  # exit trades (get_exit_trades_nb): 0 / 1 long / -1 short
+    es = state[9]
+    eg = state[10]
+    ef = state[11]
+    for a in range(a_n):
+        for k in range(12):
+            state[k, a] = 0.0
+    cash = init_cash
+    cash_g = init_cash  # cash_grouped_nb
+    prev_value = init_cash
+    trade_count = 0
+    win_count = 0
+    for i in range(n):
+        value_now = cash
+        for a in range(a_n):
+            if pos[a] != 0:
+                value_now += pos[a] * close[i, a]
+        for a in range(a_n):  # approx_order_value_nb, then insert_argsort_nb
+            order_value[a] = weights[i, a] * value_now - pos[a] * close[i, a]
+            seq[a] = a
+            cash_flow[a] = 0.0
+            asset_flow[a] = 0.0
+        for j in range(1, a_n):
+            v_j = order_value[j]
+            s_j = seq[j]
+            k = j - 1
+            while k >= 0 and (order_value[k] > v_j or np.isnan(order_value[k])):
+                order_value[k + 1] = order_value[k]
+                seq[k + 1] = seq[k]
+                k -= 1
+            order_value[k + 1] = v_j
+            seq[k + 1] = s_j
+        for j in range(a_n):
+            col = seq[j]
+            # execute_order_nb: numerical stability (kept even when no order fills)
+            if is_close_nb(cash, 0):
+                cash = 0.0
+            position = pos[col]
+            if is_close_nb(position, 0):
+                position = 0.0
+            pos[col] = position
+            size = weights[i, col]
+            value = value_now
+            if is_close_nb(value, 0):
+                value = 0.0
+            if np.isnan(size) or np.isnan(value) or value <= 0:
+                continue
+            price = close[i, col]
+            order_size = size * value
+            order_size /= price
+            order_size -= position
+            filled = False
+            buy = order_size > 0
+            if buy:
+                adj_price = price * (1 + slippage)
+                cash_limit = cash
+                if cash_limit == 0:
+                    continue
+                req_cash = order_size * adj_price
+                req_fees = req_cash * fees + FIXED_FEES
+                total_req_cash = req_cash + req_fees
+                if is_close_or_less_nb(total_req_cash, cash_limit):
+                    final_size = order_size
+                    fees_paid = req_fees
+                    final_req_cash = total_req_cash
+                else:
+                    max_req_cash = add_nb(cash_limit, -FIXED_FEES) / (1 + fees)
+                    if max_req_cash <= 0:
+                        continue
+                    final_size = max_req_cash / adj_price
+                    fees_paid = cash_limit - max_req_cash
+                    final_req_cash = cash_limit
+                if is_close_nb(order_size, 0) or is_less_nb(final_size, MIN_SIZE):
+                    continue
+                cash = add_nb(cash, -final_req_cash)
+                pos[col] = add_nb(position, final_size)
+                filled = True
+            else:
+                adj_price = price * (1 - slippage)
+                final_size = -order_size
+                if is_close_nb(final_size, 0) or is_less_nb(final_size, MIN_SIZE):
+                    continue
+                acq_cash = final_size * adj_price
+                fees_paid = acq_cash * fees + FIXED_FEES
+                final_acq_cash = add_nb(acq_cash, -fees_paid)
+                if final_acq_cash < 0:
+                    continue
+                cash = cash + final_acq_cash
+                pos[col] = add_nb(position, -final_size)
+                filled = True
+            if not filled:
+                continue
+            # the order record, as the Portfolio reads it back
+            n_orders[col] += 1
+            if buy:
+                tp_assets[col] = add_nb(tp_assets[col], final_size)
+                tp_cash[col] = add_nb(tp_cash[col], -(final_size * adj_price + fees_paid))
+                asset_flow[col] = add_nb(0.0, final_size)
+                cash_flow[col] = add_nb(0.0, -final_size * adj_price - fees_paid)
+            else:
+                tp_assets[col] = add_nb(tp_assets[col], -final_size)
+                tp_cash[col] = add_nb(tp_cash[col], final_size * adj_price - fees_paid)
+                asset_flow[col] = add_nb(0.0, -final_size)
+                cash_flow[col] = add_nb(0.0, final_size * adj_price - fees_paid)
+            side = 1.0 if buy else -1.0
+            if in_pos[col] == 0:
+                in_pos[col] = side
+                es[col] = 0.0
+                eg[col] = 0.0
+                ef[col] = 0.0
+            if in_pos[col] == side:  # position increased
+                es[col] += final_size
+                eg[col] += final_size * adj_price
+                ef[col] += fees_paid
+            elif is_close_or_less_nb(final_size, es[col]):  # (partly) closed
+                exit_size = es[col] if is_close_nb(final_size, es[col]) else final_size
+                entry_price = eg[col] / es[col]
+                entry_fees = exit_size / es[col] * ef[col]
+                pnl = trade_pnl_nb(exit_size, entry_price, entry_fees, adj_price, fees_paid,
+                                   in_pos[col] < 0)  # fmt: skip
+                trade_count += 1
+                if pnl > 0.0:
+                    win_count += 1
+                if is_close_nb(final_size, es[col]):
+                    in_pos[col] = 0.0
+                else:
+                    fraction = (es[col] - final_size) / es[col]
+                    es[col] *= fraction
+                    eg[col] *= fraction
+                    ef[col] *= fraction
+            else:  # reversed: close the trade, open one the other way
+                cl_size = es[col]
+                cl_fees = cl_size / final_size * fees_paid
+                entry_price = eg[col] / es[col]
+                entry_fees = cl_size / es[col] * ef[col]
+                pnl = trade_pnl_nb(cl_size, entry_price, entry_fees, adj_price, cl_fees,
+                                   in_pos[col] < 0)  # fmt: skip
+                trade_count += 1
+                if pnl > 0.0:
+                    win_count += 1
+                es[col] = final_size - cl_size
+                eg[col] = es[col] * adj_price
+                ef[col] = fees_paid - cl_fees
+                in_pos[col] = -in_pos[col]
+        # the grouped value series: cash_grouped_nb + asset_value_grouped_nb
+        flow_g = 0.0
+        for a in range(a_n):
+            flow_g += cash_flow[a]
+        cash_g = add_nb(cash_g, flow_g)
+        asset_value = 0.0
+        for a in range(a_n):
+            assets_ph[a] = add_nb(assets_ph[a], asset_flow[a])
+            asset_value += (0.0 if assets_ph[a] == 0 else close[i, a]) * assets_ph[a]
+        value = cash_g + asset_value
+        rets[i] = get_return_nb(prev_value, value)
+        prev_value = value
+    # open trades, valued at the last close
+    for a in range(a_n):
+        if in_pos[a] != 0 and is_less_nb(-es[a], 0):
+            entry_price = eg[a] / es[a]
+            entry_fees = es[a] / es[a] * ef[a]
+            pnl = trade_pnl_nb(es[a], entry_price, entry_fees, close[n - 1, a], 0.0, in_pos[a] < 0)
+            trade_count += 1
+            if pnl > 0.0:
+                win_count += 1
+    total_profit = 0.0
+    for a in range(a_n):
+        tp = 0.0 if n_orders[a] == 0 else tp_cash[a] + tp_assets[a] * close[n - 1, a]
+        contrib[a] = tp / init_cash
+        total_profit += tp
+    out[0] = total_profit / init_cash
+    returns_metrics_nb(rets, ann_factor, out)
+    out[7] = trade_count
+    out[8] = np.nan if trade_count == 0 else win_count / trade_count
+
+
+@njit(parallel=True, **_JIT)
+def portfolio_metrics_nb(
+    close: np.ndarray,
+    n_assets: int,
+    kind: int,
+    every: int,
+    band: float,
+    base: np.ndarray,
+    lookback: int,
+    long_only: bool,
+    shrink: float,
+    iterations: int,
+    init_cash: float,
+    fees: float,
+    slippage: float,
+    ann_factor: float,
+    block: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Metrics of every scenario of close (float64 [T, scenarios x
+    n_assets], each scenario's assets side by side): float64 [scenarios,
+    10], contributions [scenarios, n_assets], and a bool [scenarios] mask of
+    scenarios with a price that is not finite and > 0 (their rows are NaN).
+    The target weights come from the strategies' own kernel, scenario by
+    scenario (the same function the vectorbt backend calls)."""
+    n_rows = close.shape[0]
+    n_groups = close.shape[1] // n_assets
+    out = np.full((n_groups, N_METRICS), np.nan)
+    contrib = np.full((n_groups, n_assets), np.nan)
+    bad = np.zeros(n_groups, dtype=np.bool_)
+    n_blocks = (n_groups + block - 1) // block
+    for b in prange(n_blocks):
+        c = np.empty((n_rows, n_assets))
+        w = np.empty((n_rows, n_assets))
+        rets = np.empty(n_rows)
+        state = np.empty((12, n_assets))
+        seq = np.empty(n_assets, dtype=np.int64)
+        for g in range(b * block, min(n_groups, (b + 1) * block)):
+            ok = True
+            for i in range(n_rows):
+                for a in range(n_assets):
+                    x = close[i, g * n_assets + a]
+                    c[i, a] = x
+                    if not (x > 0 and x < np.inf):
+                        ok = False
+            if not ok:
+                bad[g] = True
+                continue
+            _target_weights_1d_nb(c, kind, every, band, base, lookback, long_only, shrink,
+                                  iterations, w)  # fmt: skip
+            portfolio_metrics_1d_nb(
+                c, w, init_cash, fees, slippage, ann_factor, rets, state, seq, out[g], contrib[g]
+            )
+    return out, contrib, bad
 
 
 # ############# Python entry point ############# #
@@ -634,3 +928,68 @@ def metrics(
             f"column {int(cols[0])}"
         )
     return out
+
+
+def portfolio_metrics(
+    kind: str,
+    close: np.ndarray,
+    n_assets: int,
+    params: dict,
+    init_cash: float,
+    fees: float,
+    slippage: float,
+    ann_factor: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """vectorbt's metrics of a portfolio strategy ``kind`` (one of
+    :data:`PORTFOLIO_KINDS`) on every scenario, and each asset's
+    contribution to its total return.
+
+    close: float64 [T, scenarios x n_assets] (each scenario's assets side by
+    side, row 0 the start prices, all finite and > 0). params: the
+    strategy's ``kernel_params(n_assets)``. init_cash, fees, slippage,
+    ann_factor: as :func:`metrics`.
+
+    Returns (float64 [scenarios, 10] in METRICS order, float64 [scenarios,
+    n_assets]: each asset's profit over the path, after its fees and
+    slippage, / init_cash; a row adds up to the scenario's total return).
+    """
+    if not isinstance(kind, str) or kind not in PORTFOLIO_KINDS:
+        raise ValueError(
+            f"unknown portfolio kind {kind!r}: supported kinds are {sorted(PORTFOLIO_KINDS)}"
+        )
+    if not isinstance(close, np.ndarray) or close.ndim != 2 or close.dtype.kind not in "fiu":
+        raise ValueError(
+            "close must be a 2-D numpy array of real numbers [T, scenarios x assets], got "
+            f"{getattr(close, 'shape', type(close).__name__)}"
+        )
+    if close.shape[0] < 1:
+        raise ValueError(f"close must have at least one bar (row), got shape {close.shape}")
+    n_assets = as_int("n_assets", n_assets, 1)
+    if close.shape[1] % n_assets:
+        raise ValueError(
+            f"close has {close.shape[1]} columns, not a multiple of n_assets={n_assets}"
+        )
+    base = np.ascontiguousarray(params["base"], dtype=np.float64).reshape(-1)
+    if WEIGHT_KINDS[kind] == 0 and base.shape != (n_assets,):
+        raise ValueError(f"weights must have {n_assets} entries, got {base.shape[0]}")
+    init_cash = _scalar("init_cash", init_cash, 0.0)
+    if init_cash <= 0:
+        raise ValueError(f"init_cash must be > 0, got {init_cash!r}")
+    fees = _scalar("fees", fees, 0.0, 1.0)
+    slippage = _scalar("slippage", slippage, 0.0, 1.0)
+    ann_factor = _scalar("ann_factor", ann_factor, 0.0)
+    if ann_factor <= 0:
+        raise ValueError(f"ann_factor must be > 0, got {ann_factor!r}")
+    close = np.ascontiguousarray(close, dtype=np.float64)
+    out, contrib, bad = portfolio_metrics_nb(
+        close, n_assets, WEIGHT_KINDS[kind], int(params["every"]), float(params["band"]), base,
+        int(params["lookback"]), bool(params["long_only"]), float(params["shrink"]),
+        int(params["iterations"]), init_cash, fees, slippage, ann_factor, _GROUP_BLOCK,
+    )  # fmt: skip
+    if bad.any():
+        groups = np.flatnonzero(bad)
+        raise ValueError(
+            f"close must hold finite prices > 0; {len(groups)} scenario(s) do not, the first is "
+            f"scenario {int(groups[0])} of the chunk"
+        )
+    return out, contrib

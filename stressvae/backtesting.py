@@ -105,11 +105,17 @@ def _close_frame(close: np.ndarray, columns=None):
 
 
 def vectorbt_metrics(
-    close: np.ndarray, strategy: Strategy, config: BacktestConfig, group_by: Any = None
-) -> np.ndarray:
+    close: np.ndarray,
+    strategy: Strategy,
+    config: BacktestConfig,
+    group_by: Any = None,
+    contributions: bool = False,
+):
     """The metrics of vectorbt's own Portfolio for each column of ``close``
     (float64 [days + 1, paths]), or each group of columns: float64
-    [paths or groups, len(METRICS)]. The reference the fast path is held to."""
+    [paths or groups, len(METRICS)]. The reference the fast path is held to.
+    ``contributions`` (grouped strategies): also return float64 [groups,
+    assets], each column's ``total_profit`` / init_cash (None per asset)."""
     frame = _close_frame(close)
     pf = strategy.portfolio(
         frame,
@@ -134,7 +140,13 @@ def vectorbt_metrics(
         rets.min(),
     ]
     out = np.column_stack([np.asarray(c, dtype=np.float64).reshape(-1) for c in cols])
-    return _ratios_nan_without_trades(out)
+    out = _ratios_nan_without_trades(out)
+    if not contributions:
+        return out
+    if group_by is None:
+        return out, None
+    profit = np.asarray(pf.total_profit(group_by=False), dtype=np.float64)
+    return out, (profit / config.init_cash).reshape(out.shape[0], -1)
 
 
 def _ratios_nan_without_trades(out: np.ndarray) -> np.ndarray:
@@ -144,20 +156,31 @@ def _ratios_nan_without_trades(out: np.ndarray) -> np.ndarray:
     return out
 
 
-def fast_metrics(close: np.ndarray, strategy: Strategy, config: BacktestConfig) -> np.ndarray:
-    """The same metrics from the numba kernels (built-in strategies only)."""
+def fast_metrics(
+    close: np.ndarray, strategy: Strategy, config: BacktestConfig, n_assets: int = 1,
+    contributions: bool = False,
+):  # fmt: skip
+    """The same metrics from the numba kernels (built-in strategies only);
+    for a portfolio strategy ``close`` holds each scenario's ``n_assets``
+    columns side by side and one row comes per scenario. ``contributions``:
+    also return float64 [scenarios, assets] (None per asset), as
+    :func:`vectorbt_metrics`."""
     from . import _backtest_nb
 
-    out = _backtest_nb.metrics(
-        strategy.fast,
-        np.ascontiguousarray(close, dtype=np.float64),
-        strategy.params(),
-        config.init_cash,
-        config.fees,
-        config.slippage,
-        config.ann_factor,
-    )
-    return _ratios_nan_without_trades(out)
+    close = np.ascontiguousarray(close, dtype=np.float64)
+    contrib = None
+    if strategy.portfolio_kind == "grouped":
+        out, contrib = _backtest_nb.portfolio_metrics(
+            strategy.fast, close, n_assets, strategy.kernel_params(n_assets), config.init_cash,
+            config.fees, config.slippage, config.ann_factor,
+        )  # fmt: skip
+    else:
+        out = _backtest_nb.metrics(
+            strategy.fast, close, strategy.params(), config.init_cash, config.fees,
+            config.slippage, config.ann_factor,
+        )  # fmt: skip
+    out = _ratios_nan_without_trades(out)
+    return (out, contrib) if contributions else out
 
 
 def _has_fast(strategy: Strategy) -> bool:
@@ -167,6 +190,8 @@ def _has_fast(strategy: Strategy) -> bool:
         from . import _backtest_nb
     except ImportError:  # pragma: no cover - numba missing
         return False
+    if strategy.portfolio_kind == "grouped":
+        return strategy.fast in _backtest_nb.PORTFOLIO_KINDS
     return strategy.fast in _backtest_nb.SUPPORTED
 
 
@@ -177,6 +202,12 @@ class BacktestResult:
     metrics: DataFrame, one row per scenario (per scenario and asset for
         per-asset strategies on several assets), the scenario tags first, then
         :data:`METRICS`. Returns and drawdowns are fractions (-0.2 = -20 %).
+    contributions: for portfolio strategies (``portfolio_kind == "grouped"``)
+        a DataFrame [scenarios, assets], rows aligned with ``metrics``, one
+        column per asset name: the asset's profit over the path (the price
+        moves of its holdings, less its fees and slippage) / init_cash; a
+        row adds up to the scenario's ``total_return``. None for per-asset
+        strategies.
     """
 
     metrics: Any  # pandas.DataFrame
@@ -185,6 +216,7 @@ class BacktestResult:
     backend: str
     horizon: int
     _source: Any = dataclasses.field(default=None, repr=False)
+    contributions: Any = dataclasses.field(default=None, repr=False)  # DataFrame or None
 
     def __len__(self) -> int:
         return len(self.metrics)
@@ -225,6 +257,26 @@ class BacktestResult:
                 for k, g in self.metrics.groupby(by, observed=True)
             }
         ).T
+
+    def contribution_in_tail(self, level: float = 0.99):
+        """The mean contribution of each asset (a Series indexed by asset
+        name, fractions of init_cash) over the worst ``1 - level`` of the
+        scenarios by total return: those at or below its ``1 - level``
+        quantile, the scenarios behind ``risk()``'s expected shortfall, so
+        the values add up to ``-risk()["es_<level>"]``."""
+        if self.contributions is None:
+            raise ValueError(
+                f"{self.strategy.describe()} is backtested asset by asset: no contributions "
+                "(they come with portfolio strategies: EqualWeight, FixedWeights, ...)"
+            )
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+            raise ValueError(f"level must be a fraction in (0, 1), got {level!r}")
+        r = self.metrics["total_return"].to_numpy()
+        ok = np.isfinite(r)
+        if not ok.any():
+            raise ValueError("no scenario has a finite total return")
+        cut = np.quantile(r[ok], 1 - level)
+        return self.contributions[ok & (r <= cut)].mean()
 
     def portfolio(self, i: int):
         """The vectorbt Portfolio of the chunk that holds scenario ``i`` (a
@@ -360,19 +412,24 @@ def backtest(
         )
     use_fast = fast_ok and backend in ("auto", "fast")
     check_engine(engine, client, shards)
+    if isinstance(source, (Scenarios, ScenarioGenerator)):
+        strategy = strategy.bind(list(source.asset_names))
     if engine == "dask":
         return _backtest_dask(
             source, strategy, config, backend, chunk_size, n, seed, gen_kwargs, client, shards,
             resources, progress,
         )  # fmt: skip
-    frames, horizon = [], None
+    frames, contribs, horizon = [], [], None
     for chunk in _chunks_of(source, n, seed, chunk_size, gen_kwargs):
         if len(chunk) == 0:
             continue
         if horizon is None:
             horizon = chunk.horizon
+            strategy = strategy.bind(list(chunk.asset_names))
             check_paths(strategy, horizon, chunk.n_assets)
-        frames.append(_run_chunk(chunk, strategy, config, use_fast))
+        frame, contrib = _run_chunk(chunk, strategy, config, use_fast)
+        frames.append(frame)
+        contribs.append(contrib)
         if progress is not None:
             progress(len(chunk))
     if not frames:
@@ -380,8 +437,18 @@ def backtest(
     metrics = pd.concat(frames, ignore_index=True)
     src = _rebuilder(source, n, seed, gen_kwargs)
     return BacktestResult(
-        metrics, strategy, config, "fast" if use_fast else "vectorbt", horizon, src
-    )
+        metrics, strategy, config, "fast" if use_fast else "vectorbt", horizon, src,
+        contributions=_concat_contributions(contribs),
+    )  # fmt: skip
+
+
+def _concat_contributions(parts: list):
+    """One DataFrame of the chunks' contributions (None when they are None)."""
+    import pandas as pd
+
+    if not parts or parts[0] is None:
+        return None
+    return pd.concat(parts, ignore_index=True)
 
 
 def check_paths(strategy: Strategy, horizon: int, n_assets: int | None = None) -> None:
@@ -412,38 +479,47 @@ def _backtest_dask(source, strategy, config, backend, chunk_size, n, seed, gen_k
     drift = gen_kwargs.get("drift", "keep")
     seed, horizon, cs = source.check_stream_args(seed, drift, gen_kwargs.get("horizon"), chunk_size)
     check_paths(strategy, horizon, source.n_assets)
-    metrics, used, _ = backtest_plan(
+    metrics, used, _, contributions = backtest_plan(
         source, source.prior_plan(n), seed, horizon, drift, strategy, config, backend, cs,
         client=client, shards=shards, resources=resources, device=source.device,
-        progress=progress,
+        progress=progress, contributions=True,
     )  # fmt: skip
     src = _rebuilder(source, n, seed, gen_kwargs)
-    return BacktestResult(metrics, strategy, config, used, horizon, src)
+    return BacktestResult(
+        metrics, strategy, config, used, horizon, src, contributions=contributions
+    )
 
 
 def backtest_plan(gen, plan, seed, horizon, drift, strategy, config, backend="auto",
                   chunk_size=None, client=None, shards=None, resources=None, device="auto",
-                  progress=None, num_threads=None):  # fmt: skip
+                  progress=None, num_threads=None, contributions=False):  # fmt: skip
     """The metrics of every scenario of ``plan`` (a
     :class:`~stressvae.generate.ScenarioPlan`), generated and backtested in
     shards on Dask workers (see :func:`stressvae.distributed.map_shards`).
-    Returns (metrics DataFrame in scenario order, backend used, worker pids)."""
+    Returns (metrics DataFrame in scenario order, backend used, worker
+    pids), and with ``contributions=True`` a fourth item: the per-asset
+    contributions (DataFrame in scenario order, as
+    ``BacktestResult.contributions``; None for per-asset strategies)."""
     import pandas as pd
 
+    strategy = strategy.bind(list(gen.asset_names))
     out, _ = map_shards(
         gen, plan, seed, horizon, drift, backtest_shard, task=(strategy, config, backend),
         chunk_size=chunk_size, client=client, shards=shards, resources=resources, device=device,
         progress=progress, num_threads=num_threads,
     )  # fmt: skip
-    metrics = pd.concat([m for m, _, _ in out], ignore_index=True)
-    used = "+".join(sorted({b for _, b, _ in out}))
-    return metrics, used, sorted({p for _, _, p in out})
+    metrics = pd.concat([m for m, _, _, _ in out], ignore_index=True)
+    used = "+".join(sorted({b for _, b, _, _ in out}))
+    pids = sorted({p for _, _, p, _ in out})
+    if not contributions:
+        return metrics, used, pids
+    return metrics, used, pids, _concat_contributions([c for _, _, _, c in out])
 
 
 def backtest_shard(gen, job, start: int, count: int):
     """On a Dask worker: scenarios start .. start + count - 1 of the job's
     plan, backtested with the job's (strategy, config, backend); returns
-    (metrics, backend used, worker pid)."""
+    (metrics, backend used, worker pid, contributions or None)."""
     strategy, c, backend = job.task
     if job.num_threads:
         with contextlib.suppress(ImportError, ValueError):
@@ -454,10 +530,11 @@ def backtest_shard(gen, job, start: int, count: int):
         shard_chunks(gen, job, start, count), strategy, c.fees, c.slippage, c.init_cash, c.freq,
         start_price=c.start_price, year_days=c.year_days, backend=backend,
     )  # fmt: skip
-    return res.metrics, res.backend, os.getpid()
+    return res.metrics, res.backend, os.getpid(), res.contributions
 
 
 def _run_chunk(chunk, strategy: Strategy, config: BacktestConfig, use_fast: bool):
+    """(metrics DataFrame of the chunk, its contributions DataFrame or None)."""
     import pandas as pd
 
     m, h, a = chunk.returns.shape
@@ -465,21 +542,23 @@ def _run_chunk(chunk, strategy: Strategy, config: BacktestConfig, use_fast: bool
     cells = VECTORBT_CHUNK_CELLS if not use_fast else FAST_CHUNK_CELLS
     step = max(1, cells // ((h + 1) * a))
     ids = np.asarray(chunk.tags["scenario"] if "scenario" in chunk.tags else range(m))
-    parts = []
+    parts, contribs = [], []
     for s in range(0, m, step):
         close = _prices(chunk.returns[s : s + step], config.start_price)  # [k, h+1, a]
         k = close.shape[0]
         flat = np.ascontiguousarray(close.transpose(1, 0, 2).reshape(h + 1, k * a))
         if use_fast:
             try:  # the kernel checks the prices as it goes: no extra pass here
-                parts.append(fast_metrics(flat, strategy, config))
+                out, contrib = fast_metrics(flat, strategy, config, a, contributions=True)
             except ValueError:
                 check_prices(close, ids[s : s + step], chunk.asset_names)  # names the path
                 raise
         else:
             check_prices(close, ids[s : s + step], chunk.asset_names)
             group_by = np.repeat(np.arange(k), a) if grouped else None
-            parts.append(vectorbt_metrics(flat, strategy, config, group_by=group_by))
+            out, contrib = vectorbt_metrics(flat, strategy, config, group_by, contributions=True)
+        parts.append(out)
+        contribs.append(contrib)
     values = np.concatenate(parts)
     tags = chunk.tags.reset_index(drop=True)
     if a > 1 and not grouped:
@@ -487,7 +566,12 @@ def _run_chunk(chunk, strategy: Strategy, config: BacktestConfig, use_fast: bool
         tags["asset"] = np.tile(np.array(chunk.asset_names, dtype=object), m)
     frame = pd.DataFrame(values, columns=list(METRICS))
     frame["trade_count"] = frame["trade_count"].astype(np.int64)
-    return pd.concat([tags, frame], axis=1)
+    contributions = None
+    if grouped:
+        contributions = pd.DataFrame(
+            np.concatenate(contribs), columns=pd.Index([str(x) for x in chunk.asset_names])
+        )
+    return pd.concat([tags, frame], axis=1), contributions
 
 
 def check_prices(close: np.ndarray, ids: Any, asset_names: list) -> None:

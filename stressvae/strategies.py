@@ -10,8 +10,11 @@ vectorbt.
 Built-in, long only, all-in, filled at the signal bar's close (vectorbt's
 ``from_signals`` defaults): :class:`BuyAndHold`, :class:`MACrossover`,
 :class:`TimeSeriesMomentum`, :class:`RSIMeanReversion`; sized by target
-percent (``from_orders``): :class:`VolatilityTarget`, :class:`EqualWeight`
-(multi-asset, cash shared). :class:`Custom` wraps a user callable.
+percent (``from_orders``): :class:`VolatilityTarget`; for several assets, one
+portfolio per scenario with its cash shared (:class:`PortfolioStrategy`):
+:class:`EqualWeight`, :class:`FixedWeights`, :class:`InverseVolatility`,
+:class:`MinimumVariance`, whose target weights come from one numba-compilable
+function, :func:`target_weights_1d`. :class:`Custom` wraps a user callable.
 """
 
 from __future__ import annotations
@@ -28,7 +31,11 @@ __all__ = [
     "BuyAndHold",
     "Custom",
     "EqualWeight",
+    "FixedWeights",
+    "InverseVolatility",
     "MACrossover",
+    "MinimumVariance",
+    "PortfolioStrategy",
     "RSIMeanReversion",
     "Strategy",
     "TimeSeriesMomentum",
@@ -75,6 +82,11 @@ class Strategy:
 
     def params(self) -> dict[str, Any]:
         return {}
+
+    def bind(self, asset_names: list) -> Strategy:
+        """This strategy for scenarios of these assets (a strategy that
+        names assets checks them here); returns self or a resolved copy."""
+        return self
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.params() == other.params()
@@ -238,33 +250,236 @@ class VolatilityTarget(Strategy):
         )
 
 
-class EqualWeight(Strategy):
-    """Multi-asset: one portfolio per scenario with cash shared across its
-    assets, each held at 1 / assets of the value, rebalanced daily
-    (``rebalance=True``) or only bought at the start (vectorbt's
-    ``from_orders``, size type target percent, cash sharing, call sequence
-    auto: sells before buys)."""
+# ############# Portfolio strategies (several assets, cash shared) ############# #
 
-    name = "equal_weight"
+HOLD = 1 << 62  # ``every`` that never comes again: bought on day 0, then held
+WEIGHT_KINDS = {"fixed_weights": 0, "inverse_vol": 1, "min_variance": 2}
+VOL_FLOOR = 1e-12  # realized volatility below this counts as this (a flat asset)
+MINVAR_ITERATIONS = 200  # projected-gradient steps of the long-only solver
+
+
+def target_weights_1d(
+    close, kind, every, band, base, lookback, long_only, shrink, iterations, out
+):  # fmt: skip
+    """The target weights of one scenario's portfolio, day by day.
+
+    Written in the subset of Python that numba compiles (and compiled by
+    :func:`weights_kernel`): both backends, vectorbt's ``from_orders`` and
+    the fast path, call this one compiled function, so they trade on the
+    same weights, bit for bit.
+
+    close: float64 [T, A] prices (row 0 the start price, each > 0).
+    kind: 0 fixed weights (``base``, rebalanced on days 0, every, 2 every,
+    ... and on a day when a weight has drifted more than ``band`` from its
+    target, the drift measured from the prices since the last rebalance as
+    if the targets had been held exactly; ``band`` NaN: no band); 1 inverse
+    volatility; 2 minimum variance (both from the log returns of the
+    ``lookback`` days up to and including the day, rebalanced on days
+    lookback, lookback + every, ...). ``long_only`` (kind 2): weights >= 0
+    (projected gradient on the simplex, ``iterations`` accelerated steps
+    from equal weights), else the closed form; the sample covariance is
+    shrunk toward its mean variance: (1 - shrink) S + shrink tr(S) / A I.
+    out: float64 [T, A], written: the target weights (fractions of the
+    portfolio value, each row summing to 1) on rebalancing days, NaN on the
+    others (no order).
+    """
+    n, a_n = close.shape
+    for i in range(n):
+        for a in range(a_n):
+            out[i, a] = np.nan
+    if kind == 0:
+        ref = 0
+        for i in range(n):
+            due = i % every == 0
+            if not due and band == band:  # band not NaN
+                tot = 0.0
+                for a in range(a_n):
+                    tot += base[a] * (close[i, a] / close[ref, a])
+                for a in range(a_n):
+                    drifted = base[a] * (close[i, a] / close[ref, a]) / tot
+                    if abs(drifted - base[a]) > band:
+                        due = True
+            if due:
+                ref = i
+                for a in range(a_n):
+                    out[i, a] = base[a]
+        return
+    rets = np.empty((lookback, a_n))
+    mean = np.empty(a_n)
+    cov = np.empty((a_n, a_n))
+    x = np.empty(a_n)
+    y = np.empty(a_n)
+    v = np.empty(a_n)
+    g = np.empty(a_n)
+    for i in range(lookback, n, every):
+        for a in range(a_n):
+            s = 0.0
+            for j in range(lookback):
+                r = np.log(close[i - lookback + 1 + j, a] / close[i - lookback + j, a])
+                rets[j, a] = r
+                s += r
+            mean[a] = s / lookback
+        for a in range(a_n):
+            for b in range(a, a_n):
+                s = 0.0
+                for j in range(lookback):
+                    s += (rets[j, a] - mean[a]) * (rets[j, b] - mean[b])
+                cov[a, b] = s / (lookback - 1)
+                cov[b, a] = cov[a, b]
+        if kind == 1:
+            tot = 0.0
+            for a in range(a_n):
+                inv = 1.0 / max(np.sqrt(cov[a, a]), VOL_FLOOR)
+                x[a] = inv
+                tot += inv
+            for a in range(a_n):
+                out[i, a] = x[a] / tot
+            continue
+        # minimum variance: shrink toward the mean variance (stays positive definite)
+        tr = 0.0
+        for a in range(a_n):
+            tr += cov[a, a]
+        tr = max(tr / a_n, VOL_FLOOR * VOL_FLOOR)
+        for a in range(a_n):
+            for b in range(a_n):
+                cov[a, b] = (1.0 - shrink) * cov[a, b]
+            cov[a, a] += shrink * tr
+        if not long_only:  # w = S^-1 1 / 1' S^-1 1, by Cholesky (S = L L')
+            for a in range(a_n):
+                for b in range(a + 1):
+                    s = cov[a, b]
+                    for k in range(b):
+                        s -= cov[a, k] * cov[b, k]
+                    if a == b:
+                        cov[a, a] = np.sqrt(max(s, VOL_FLOOR * VOL_FLOOR))
+                    else:
+                        cov[a, b] = s / cov[b, b]
+            for a in range(a_n):  # L y = 1
+                s = 1.0
+                for k in range(a):
+                    s -= cov[a, k] * y[k]
+                y[a] = s / cov[a, a]
+            tot = 0.0
+            for a in range(a_n - 1, -1, -1):  # L' x = y
+                s = y[a]
+                for k in range(a + 1, a_n):
+                    s -= cov[k, a] * x[k]
+                x[a] = s / cov[a, a]
+            for a in range(a_n):
+                tot += x[a]
+            for a in range(a_n):
+                out[i, a] = x[a] / tot
+            continue
+        # long only: accelerated projected gradient (FISTA) on the simplex,
+        # step 1 / L with L the largest row sum of |S| (>= its top eigenvalue)
+        lip = 0.0
+        for a in range(a_n):
+            s = 0.0
+            for b in range(a_n):
+                s += abs(cov[a, b])
+            lip = max(lip, s)
+        for a in range(a_n):
+            x[a] = 1.0 / a_n
+            y[a] = x[a]
+        t = 1.0
+        for _ in range(iterations):
+            for a in range(a_n):
+                s = 0.0
+                for b in range(a_n):
+                    s += cov[a, b] * y[b]
+                g[a] = y[a] - s / lip
+            # projection onto {w >= 0, sum w = 1}: sort descending, find the threshold
+            srt = np.sort(g)[::-1]
+            css = 0.0
+            theta = 0.0
+            for k in range(a_n):
+                css += srt[k]
+                th = (css - 1.0) / (k + 1)
+                if srt[k] - th > 0:
+                    theta = th
+            t_next = (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0
+            for a in range(a_n):
+                v[a] = max(g[a] - theta, 0.0)
+                y[a] = v[a] + ((t - 1.0) / t_next) * (v[a] - x[a])
+                x[a] = v[a]
+            t = t_next
+        tot = 0.0
+        for a in range(a_n):
+            tot += x[a]
+        for a in range(a_n):
+            out[i, a] = x[a] / tot
+
+
+_KERNEL: list = []
+
+
+def weights_kernel():
+    """:func:`target_weights_1d` compiled by numba (imported here, on first
+    use; cached on disk): the one function both backends call."""
+    if not _KERNEL:
+        import numba
+
+        _KERNEL.append(numba.njit(cache=True, error_model="numpy")(target_weights_1d))
+    return _KERNEL[0]
+
+
+def group_size(group_by: Any, n_columns: int) -> int:
+    """Assets per scenario from the column grouping (scenario labels, one per
+    column, each scenario's columns next to each other, all the same size)."""
+    if group_by is None:
+        raise ValueError("a portfolio strategy needs the scenario grouping of the columns")
+    g = np.asarray(group_by)
+    if g.shape != (n_columns,) or n_columns == 0:
+        raise ValueError(f"group_by must label each of the {n_columns} columns, got {g.shape}")
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    sizes = np.diff(np.r_[starts, n_columns])
+    if (sizes != sizes[0]).any() or len(np.unique(g)) != len(starts):
+        raise ValueError("group_by must put each scenario's assets in adjacent columns, "
+                         "the same number for every scenario")  # fmt: skip
+    return int(sizes[0])
+
+
+class PortfolioStrategy(Strategy):
+    """Base of the multi-asset strategies: one portfolio per scenario with
+    cash shared across its assets, held at target weights (fractions of the
+    portfolio's value) set on rebalancing days by :meth:`kernel_params`,
+    through vectorbt's ``from_orders`` (size type target percent, cash
+    sharing, call sequence auto: sells before buys) or the fast path, which
+    reproduces it order by order. Long only unless said otherwise."""
+
     portfolio_kind = "grouped"
+    fast = None  # set by subclasses: their kind in WEIGHT_KINDS
 
-    def __init__(self, rebalance: bool = True):
-        self.rebalance = bool(rebalance)
+    def kernel_params(self, n_assets: int) -> dict:
+        """Arguments of :func:`target_weights_1d` for ``n_assets`` assets."""
+        raise NotImplementedError
 
-    def params(self):
-        return {"rebalance": self.rebalance}
+    def target_weights(self, close: np.ndarray, n_assets: int) -> np.ndarray:
+        """float64 [T, columns] target weights for the close matrix [T,
+        columns] (each scenario's ``n_assets`` columns side by side): NaN
+        where no order is sent."""
+        p = self.kernel_params(n_assets)
+        kernel = weights_kernel()
+        close = np.ascontiguousarray(close, dtype=np.float64)
+        out = np.empty_like(close)
+        for s in range(0, close.shape[1], n_assets):
+            block = np.ascontiguousarray(close[:, s : s + n_assets])
+            w = np.empty_like(block)
+            kernel(block, WEIGHT_KINDS[self.fast], p["every"], p["band"], p["base"],
+                   p["lookback"], p["long_only"], p["shrink"], p["iterations"], w)  # fmt: skip
+            out[:, s : s + n_assets] = w
+        return out
 
     def portfolio(self, close, *, fees, slippage, init_cash, freq, group_by=None):
         import pandas as pd
         import vectorbt as vbt
 
-        if group_by is None:
-            raise ValueError("EqualWeight needs the scenario grouping of the columns")
-        counts = pd.Series(group_by).value_counts()
-        w = 1.0 / pd.Series(group_by).map(counts).to_numpy()
-        size = pd.DataFrame(np.tile(w, (len(close), 1)), index=close.index, columns=close.columns)
-        if not self.rebalance:
-            size.iloc[1:] = np.nan
+        a = group_size(group_by, close.shape[1])
+        size = pd.DataFrame(
+            self.target_weights(close.to_numpy(np.float64), a),
+            index=close.index,
+            columns=close.columns,
+        )
         return vbt.Portfolio.from_orders(
             close,
             size,
@@ -277,6 +492,164 @@ class EqualWeight(Strategy):
             init_cash=init_cash,
             freq=freq,
         )
+
+
+def _base_params(**kw) -> dict:
+    p = {"every": 1, "band": np.nan, "base": np.zeros(1), "lookback": 1, "long_only": True,
+         "shrink": 0.0, "iterations": 0}  # fmt: skip
+    p.update(kw)
+    return p
+
+
+class EqualWeight(PortfolioStrategy):
+    """Each asset held at 1 / assets of the value, rebalanced daily
+    (``rebalance=True``) or only bought at the start."""
+
+    name = "equal_weight"
+    fast = "fixed_weights"
+
+    def __init__(self, rebalance: bool = True):
+        self.rebalance = bool(rebalance)
+
+    def params(self):
+        return {"rebalance": self.rebalance}
+
+    def kernel_params(self, n_assets):
+        base = np.full(n_assets, 1.0 / n_assets)
+        return _base_params(every=1 if self.rebalance else HOLD, base=base)
+
+
+class FixedWeights(PortfolioStrategy):
+    """Fixed target weights, rebalanced every ``every`` days (day 0, every,
+    2 every, ...) and, with ``band``, on any day when an asset's weight has
+    drifted more than ``band`` (absolute, 0.05 = 5 points) from its target.
+
+    weights: a sequence in the data's asset order, or a dict asset name ->
+    weight (assets left out get 0); each >= 0, summing to 1 within 1e-6.
+    The drift is measured from the prices since the last rebalance (the
+    weights the targets would have drifted to), so it is the same for every
+    backend."""
+
+    name = "fixed_weights"
+    fast = "fixed_weights"
+
+    def __init__(self, weights: Any, every: int = 21, band: float | None = None):
+        if isinstance(weights, dict):
+            if not weights:
+                raise ValueError("weights must not be empty")
+            names = list(weights)
+            values = [weights[k] for k in names]
+        elif isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
+            raise ValueError(
+                f"weights must be a sequence of numbers or a dict asset -> weight, got {weights!r}"
+            )
+        else:
+            names = None
+            values = list(np.asarray(weights, dtype=object).reshape(-1))
+            if len(values) < 1:
+                raise ValueError("weights must not be empty")
+        keys = [repr(k) for k in names] if names else [str(i) for i in range(len(values))]
+        pairs = zip(keys, values, strict=True)
+        w = [_pos_float(f"weights[{k}]", v, strict=False) for k, v in pairs]
+        total = math.fsum(w)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"weights must sum to 1 (within 1e-6), got {total!r}")
+        self.names = None if names is None else [str(k) for k in names]
+        self.weights = tuple(w)
+        self.every = as_int("every", every, 1)
+        self.band = None if band is None else _pos_float("band", band)
+
+    def params(self):
+        w = dict(zip(self.names, self.weights, strict=True)) if self.names else self.weights
+        return {"weights": str(w), "every": self.every, "band": self.band}
+
+    def weight_vector(self, asset_names: list) -> np.ndarray:
+        """float64 [assets] in the order of ``asset_names``."""
+        n = len(asset_names)
+        if self.names is None:
+            if len(self.weights) != n:
+                raise ValueError(
+                    f"weights has {len(self.weights)} entries but the scenarios have {n} assets "
+                    f"({', '.join(map(str, asset_names))})"
+                )
+            return np.asarray(self.weights, dtype=np.float64)
+        have = [str(a) for a in asset_names]
+        unknown = [k for k in self.names if k not in have]
+        if unknown:
+            raise ValueError(
+                f"weights names asset(s) {unknown} that are not in the data; its assets: {have}"
+            )
+        out = np.zeros(n)
+        for k, v in zip(self.names, self.weights, strict=True):
+            out[have.index(k)] = v
+        return out
+
+    def bind(self, asset_names):
+        if self.names is None:
+            self.weight_vector(asset_names)  # checks the length
+            return self
+        return FixedWeights(tuple(self.weight_vector(asset_names)), self.every, self.band)
+
+    def kernel_params(self, n_assets):
+        if self.names is not None:
+            raise ValueError("weights given by asset name: bind the strategy to the data's "
+                             "assets first (strategy.bind(asset_names))")  # fmt: skip
+        if len(self.weights) != n_assets:
+            raise ValueError(
+                f"weights has {len(self.weights)} entries but the scenarios have {n_assets} assets"
+            )
+        band = np.nan if self.band is None else self.band
+        return _base_params(every=self.every, band=band, base=np.asarray(self.weights))
+
+
+class InverseVolatility(PortfolioStrategy):
+    """Weights proportional to 1 / realized volatility (the standard
+    deviation of the last ``lookback`` daily log returns), set on day
+    ``lookback`` and every ``every`` days after it; in cash before."""
+
+    name = "inverse_vol"
+    fast = "inverse_vol"
+
+    def __init__(self, lookback: int = 20, every: int = 21):
+        self.lookback = as_int("lookback", lookback, 2)
+        self.every = as_int("every", every, 1)
+        self.warmup = self.lookback
+
+    def params(self):
+        return {"lookback": self.lookback, "every": self.every}
+
+    def kernel_params(self, n_assets):
+        return _base_params(every=self.every, lookback=self.lookback)
+
+
+class MinimumVariance(PortfolioStrategy):
+    """Minimum-variance weights from the sample covariance of the last
+    ``lookback`` daily log returns, shrunk toward the mean variance
+    (``shrink``), set on day ``lookback`` and every ``every`` days after it;
+    in cash before. ``long_only``: weights >= 0 (a fixed number of
+    projected-gradient steps, deterministic), else the closed form, which
+    may sell short."""
+
+    name = "min_variance"
+    fast = "min_variance"
+
+    def __init__(self, lookback: int = 60, every: int = 21, long_only: bool = True,
+                 shrink: float = 0.1):  # fmt: skip
+        self.lookback = as_int("lookback", lookback, 2)
+        self.every = as_int("every", every, 1)
+        self.long_only = bool(long_only)
+        self.shrink = _pos_float("shrink", shrink, strict=False)
+        if self.shrink > 1:
+            raise ValueError(f"shrink must be in [0, 1], got {shrink!r}")
+        self.warmup = self.lookback
+
+    def params(self):
+        return {"lookback": self.lookback, "every": self.every, "long_only": self.long_only,
+                "shrink": self.shrink}  # fmt: skip
+
+    def kernel_params(self, n_assets):
+        return _base_params(every=self.every, lookback=self.lookback, long_only=self.long_only,
+                            shrink=self.shrink, iterations=MINVAR_ITERATIONS)  # fmt: skip
 
 
 class Custom(Strategy):
@@ -372,15 +745,51 @@ _SPECS = {
     "rsi": (RSIMeanReversion, (int, float, float)),
     "vol_target": (VolatilityTarget, (float, int, float)),
     "equal_weight": (EqualWeight, ()),
+    "weights": (FixedWeights, ()),
+    "inverse_vol": (InverseVolatility, (int, int)),
+    "min_variance": (MinimumVariance, (int, int)),
 }
+
+
+def _parse_weights(args: str) -> FixedWeights:
+    """``W1,W2,...[@EVERY][,band=B]`` or ``NAME=W,...[@EVERY][,band=B]``."""
+    body, _, opts = args.partition("@")
+    items = [p.strip() for p in body.split(",") if p.strip()]
+    if not items:
+        raise ValueError("weights needs the weights: weights:0.5,0.3,0.2 (or NAME=W,...)")
+    every, band = 21, None
+    try:
+        if any("=" in p for p in items):
+            pairs = [p.split("=", 1) for p in items]
+            if any(len(kv) != 2 or not kv[0].strip() for kv in pairs):
+                raise ValueError
+            weights: Any = {k.strip(): float(v) for k, v in pairs}
+        else:
+            weights = [float(p) for p in items]
+        for opt in [o.strip() for o in opts.split(",") if o.strip()] if opts else []:
+            if opt.startswith("band="):
+                band = float(opt[5:])
+            else:
+                every = int(opt)
+    except ValueError:
+        raise ValueError(
+            f"bad parameters for weights: {args!r}; the syntax is weights:W1,W2,...[@EVERY]"
+            "[,band=B] (or NAME=W,... for weights by asset name)"
+        ) from None
+    return FixedWeights(weights, every=every, band=band)
 
 
 def parse(spec: str) -> Strategy:
     """A built-in strategy from a short spec: ``buy_and_hold``,
     ``ma:10,40`` (fast, slow), ``momentum:20`` (lookback), ``rsi:14,30,70``
     (window, lower, upper), ``vol_target:0.1,20`` (target, lookback[,
-    max_leverage]), ``equal_weight`` (or ``equal_weight:hold``: no
-    rebalancing). Parameters left out take their defaults."""
+    max_leverage]); for several assets: ``equal_weight`` (or
+    ``equal_weight:hold``: no rebalancing), ``weights:0.5,0.3,0.2`` (fixed
+    weights in asset order, or ``weights:AAPL=0.6,MSFT=0.4`` by name;
+    ``@21``: rebalanced every 21 days, the default; ``,band=0.05``: also
+    when a weight drifts 5 points: ``weights:0.5,0.5@63,band=0.05``),
+    ``inverse_vol:20`` (lookback[, every]), ``min_variance:60`` (lookback[,
+    every]). Parameters left out take their defaults."""
     name, _, args = str(spec).strip().partition(":")
     if name not in _SPECS:
         raise ValueError(f"unknown strategy {name!r}; one of: {', '.join(_SPECS)}")
@@ -389,6 +798,8 @@ def parse(spec: str) -> Strategy:
         if args not in ("", "hold", "rebalance"):
             raise ValueError("equal_weight takes no parameters, or ':hold' (no rebalancing)")
         return EqualWeight(rebalance=args != "hold")
+    if name == "weights":
+        return _parse_weights(args)
     parts = [p for p in args.split(",") if p.strip()] if args else []
     if len(parts) > len(types):
         raise ValueError(f"{name} takes at most {len(types)} parameter(s), got {len(parts)}")
