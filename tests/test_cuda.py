@@ -111,10 +111,14 @@ def test_zero_rows_on_gpu():
 
 
 # ------------------------------------------------------------------ decoder
-def decoder_model(window, assets, latent, hidden, activation="silu", likelihood="gaussian", seed=0):
+def decoder_model(
+    window, assets, latent, hidden, activation="silu", likelihood="gaussian", seed=0, factors=None
+):
+    """test_decode's model; factors None: the default (0 for one asset, else
+    min(4, assets - 1), so the multi-asset cases run the factor model)."""
     from test_decode import model
 
-    return model(window, assets, latent, hidden, activation, likelihood, seed)
+    return model(window, assets, latent, hidden, activation, likelihood, seed, factors)
 
 
 def parity(got, want):
@@ -186,13 +190,17 @@ def test_wide_models_fall_back_to_torch_with_a_warning():
 
 
 # ------------------------------------------------------------------ rollout
-def gru_model(assets, latent, hidden, seed=0):
-    """A recurrent-decoder model with fresh random weights (std 1 / sqrt(fan-in))."""
+def gru_model(assets, latent, hidden, seed=0, factors=None):
+    """A recurrent-decoder model with fresh random weights (std 1 / sqrt(fan-in));
+    factors None: the model's default."""
     from stressvae import ScenarioVAE
     from stressvae.data import Scaler
 
     torch.manual_seed(seed)
-    m = ScenarioVAE(window=16, n_assets=assets, latent_dim=latent, decoder="gru", rnn_hidden=hidden)
+    m = ScenarioVAE(
+        window=16, n_assets=assets, latent_dim=latent, decoder="gru", rnn_hidden=hidden,
+        factors=factors,
+    )  # fmt: skip
     rng = np.random.default_rng(seed)
     with torch.no_grad():
         for p in m.decoder.parameters():
@@ -323,7 +331,7 @@ def test_cuda_rollout_self_check_and_counts(rng):
     gpu = native.CudaRollout(ex)
     z = torch.from_numpy(rng.normal(size=(10, 7)).astype(np.float32)).cuda()
     gpu.rollout(z, 5, seed=0)
-    assert ("rollout", gpu.index, 7, 50, 1) in native.selfcheck.passed()
+    assert ("rollout", gpu.index, 7, 50, 1, 0) in native.selfcheck.passed()
     assert native.native_info()["counts"]["rollout_cuda_rows"] - before >= 10
 
 
@@ -360,3 +368,65 @@ def test_cuda_generator_rollout_matches_cpu_and_counts():
         b = g_cpu.sample(5000, seed=4, horizon=120, **kw)
         parity(a.returns, b.returns.astype(np.float64))
     assert native.native_info()["counts"]["rollout_cuda_rows"] - before >= 15_000
+
+
+# ------------------------------------------------------------------ the factor model
+@pytest.mark.parametrize(("assets", "k"), [(2, 1), (5, 1), (5, 3), (2, 2)])
+@pytest.mark.parametrize("noise", [True, False])
+def test_cuda_factor_decoder_matches_the_cpu(assets, k, noise, rng):
+    """ScenarioVAE(factors=k): the CUDA decode (f drawn into shared memory,
+    stream TAG_FACTOR) against the CPU decode, given and drawn z, epilogues."""
+    m = decoder_model(64, assets, 16, (128, 96), "gelu", seed=k, factors=k)
+    ex = m.export_decoder()
+    cpu, gpu = native.NativeDecoder(ex), native.CudaDecoder(ex)
+    assert gpu.factors == k
+    z = rng.normal(size=(1000, 16)).astype(np.float32)
+    off = 2**32 - 7
+    got = gpu.decode(torch.from_numpy(z).cuda(), seed=3, offset=off, noise=noise)
+    parity(got.cpu().numpy(), cpu.decode(z, seed=3, offset=off, noise=noise))
+    mu = rng.normal(size=(4, 16)).astype(np.float32)
+    lv = rng.uniform(-2, 0, (4, 16)).astype(np.float32)
+    idx = rng.integers(0, 4, 777).astype(np.int64)
+    epi = dict(seed=5, offset=11, scale=0.7, noise=noise, demean=True, cumulative=True)
+    g_mu, g_lv, g_idx = (torch.from_numpy(a).cuda() for a in (mu, lv, idx))
+    got = gpu.sample(g_mu, g_lv, index=g_idx, **epi)
+    parity(got.cpu().numpy(), cpu.sample(mu, lv, index=idx, **epi))
+    assert ("decode", gpu.index, True) in native.selfcheck.passed()
+
+
+def test_cuda_factor_decoder_chunks_and_limits(rng):
+    m = decoder_model(32, 5, 8, (64,), factors=4)
+    gpu = native.CudaDecoder(m.export_decoder())
+    z = torch.from_numpy(rng.normal(size=(3000, 8)).astype(np.float32)).cuda()
+    full = gpu.decode(z, seed=1)
+    parts = [
+        gpu.decode(z[a:b], seed=1, offset=a) for a, b in itertools.pairwise([0, 1, 63, 65, 3000])
+    ]
+    assert np.array_equal(bits(torch.cat(parts)), bits(full))
+    # f of 64 scenarios x 252 days x 4 factors does not fit next to 2 x 256-wide buffers
+    big = decoder_model(252, 5, 8, (256,), factors=4)
+    with pytest.raises(NativeInputError, match="shared memory"):
+        native.CudaDecoder(big.export_decoder())
+
+
+@pytest.mark.parametrize(("assets", "k", "phi"), [(2, 1, 1.0), (5, 3, 0.97), (5, 1, 1.0)])
+def test_cuda_factor_rollout_matches_the_cpu(assets, k, phi, rng):
+    m = gru_model(assets, 7, 64, seed=k, factors=k)
+    ex = m.export_decoder()
+    cpu, gpu = native.NativeRollout(ex), native.CudaRollout(ex)
+    assert gpu.factors == k
+    n, horizon, off = 1500, 120, 2**32 - 700
+    args, kw = latent_args(rng, "table", n, 7)
+    g_args, g_kw = on_gpu(args, kw)
+    for epi in ({}, {"demean": True, "cumulative": True}, {"noise": False}):
+        common = dict(horizon=horizon, seed=21, offset=off, scale=0.8, phi=phi, **epi)
+        parity(
+            gpu.sample(*g_args, **g_kw, **common).cpu().numpy(), cpu.sample(*args, **kw, **common)
+        )
+    full = gpu.sample(*g_args, **g_kw, horizon=horizon, seed=2, phi=phi)
+    part = gpu.sample(
+        g_args[0], g_args[1], index=g_kw["index"][700:].contiguous(), horizon=horizon, seed=2,
+        phi=phi, offset=700,
+    )  # fmt: skip
+    assert np.array_equal(bits(part), bits(full[700:]))
+    assert ("rollout", gpu.index, 7, 64, assets, k) in native.selfcheck.passed()

@@ -22,8 +22,10 @@ def _round4(x: int) -> int:
     return (int(x) + 3) // 4 * 4
 
 
-def python_pack_decoder(layers, gaussian, out_dim):
-    """The Python packing of CudaDecoder (stressvae/native.py before the C++ one)."""
+def python_pack_decoder(layers, gaussian, out_dim, factors=0):
+    """The Python packing of CudaDecoder (stressvae/native.py before the C++
+    one); with factors k > 0 group g holds 4 (2 + k) columns: 4 means, 4 raw
+    log-scales, then 4 loadings of each factor (source column c D + j)."""
     packed = []
     for w, b, act in layers[:-1]:
         n_pad = _round4(w.shape[1])
@@ -35,6 +37,7 @@ def python_pack_decoder(layers, gaussian, out_dim):
     w, b, _ = layers[-1]
     d, groups = out_dim, (out_dim + 3) // 4
     per = 8 if gaussian else 4
+    per += 4 * factors
     wp = np.zeros((w.shape[0], per * groups), f32)
     bp = np.zeros(per * groups, f32)
     for j in range(d):
@@ -42,12 +45,16 @@ def python_pack_decoder(layers, gaussian, out_dim):
         wp[:, g * per + q], bp[g * per + q] = w[:, j], b[j]
         if gaussian:
             wp[:, g * per + 4 + q], bp[g * per + 4 + q] = w[:, d + j], b[d + j]
+        for c in range(2, 2 + factors):
+            wp[:, g * per + 4 * c + q], bp[g * per + 4 * c + q] = w[:, c * d + j], b[c * d + j]
     packed.append((wp, bp, 0))
     return packed
 
 
-def python_pack_rollout(arrays, L, H, A, hp, hk):
-    """CudaRollout._pack (stressvae/native.py before the C++ one)."""
+def python_pack_rollout(arrays, L, H, A, hp, hk, factors=0):
+    """CudaRollout._pack (stressvae/native.py before the C++ one); the head
+    gives (2 + factors) A outputs."""
+    C = (2 + factors) * A
 
     def gates(w, rows):  # [k, 3H] -> [rows, 3, hp]
         out = np.zeros((rows, 3, hp), f32)
@@ -60,10 +67,10 @@ def python_pack_rollout(arrays, L, H, A, hp, hk):
     bi[2, :H] = b_i[2]
     bhn = np.zeros(hp, f32)
     bhn[:H] = b_h[2]
-    wo = np.zeros((hk, 2 * A), f32)
+    wo = np.zeros((hk, C), f32)
     wo[:H] = arrays["w_o"]
-    bo = np.zeros(_round4(2 * A), f32)
-    bo[: 2 * A] = arrays["b_o"]
+    bo = np.zeros(_round4(C), f32)
+    bo[:C] = arrays["b_o"]
     parts = (gates(arrays["w_h"], hk), gates(arrays["w_x"], 2 * A), bi, bhn, wo, bo)
     image = np.concatenate([p.ravel() for p in parts])
     w0 = np.zeros((L, hp), f32)
@@ -103,18 +110,40 @@ def test_pack_decoder_matches_python(latent, hidden, window, assets, act, gaussi
         assert ga == wa
 
 
-@pytest.mark.parametrize("latent,hidden,assets", [(16, 64, 1), (5, 33, 3), (8, 128, 2), (1, 1, 1)])
-def test_pack_rollout_matches_python(latent, hidden, assets):
+@pytest.mark.parametrize(("window", "assets", "k"), [(8, 2, 1), (5, 5, 3), (13, 3, 3)])
+def test_pack_factor_decoder_matches_python(window, assets, k):
+    rng = np.random.default_rng(window * 100 + assets * 10 + k)
+    out_dim = window * assets
+    layers = [
+        (rng.normal(size=(6, 20)).astype(f32), rng.normal(size=20).astype(f32), "silu"),
+        (rng.normal(size=(20, (2 + k) * out_dim)).astype(f32),
+         rng.normal(size=(2 + k) * out_dim).astype(f32), None),
+    ]  # fmt: skip
+    got = _cuda.pack_decoder(layers, True, out_dim, k)
+    want = python_pack_decoder(layers, True, out_dim, k)
+    for (gw, gb, _), (ww, wb, _) in zip(got, want, strict=True):
+        assert_bits(gw, ww)
+        assert_bits(gb, wb)
+    with pytest.raises(ValueError, match="outputs"):
+        _cuda.pack_decoder(layers, True, out_dim, k - 1)
+
+
+@pytest.mark.parametrize(
+    "latent,hidden,assets,k",
+    [(16, 64, 1, 0), (5, 33, 3, 0), (8, 128, 2, 0), (1, 1, 1, 0), (5, 33, 3, 2), (7, 64, 5, 3),
+     (2, 8, 2, 1)],
+)  # fmt: skip
+def test_pack_rollout_matches_python(latent, hidden, assets, k):
     rng = np.random.default_rng(latent * 7919 + hidden * 31 + assets)
-    L, H, A = latent, hidden, assets
+    L, H, A, C = latent, hidden, assets, (2 + k) * assets
     shapes = {
         "w0": (L, H), "b0": (H,), "w_x": (2 * A, 3 * H), "w_z": (L, 3 * H), "b_i": (3 * H,),
-        "w_h": (H, 3 * H), "b_h": (3 * H,), "w_o": (H, 2 * A), "b_o": (2 * A,),
+        "w_h": (H, 3 * H), "b_h": (3 * H,), "w_o": (H, C), "b_o": (C,),
     }  # fmt: skip
-    arrays = {k: rng.normal(size=s).astype(f32) for k, s in shapes.items()}
-    hp, hk, image_floats = _cuda.rollout_shape(H, A)
-    got = _cuda.pack_rollout(*(arrays[k] for k in shapes))
-    want = python_pack_rollout(arrays, L, H, A, hp, hk)
+    arrays = {name: rng.normal(size=s).astype(f32) for name, s in shapes.items()}
+    hp, hk, image_floats = _cuda.rollout_shape(H, A, k)
+    got = _cuda.pack_rollout(*(arrays[name] for name in shapes), k)
+    want = python_pack_rollout(arrays, L, H, A, hp, hk, k)
     assert got[0].size == image_floats
     for g, w in zip(got, want, strict=True):
         assert_bits(g, w)

@@ -11,9 +11,13 @@
 // Philox block per (row, 4 outputs) gives the observation noise, the same
 // numbers as the CPU. Activations use CUDA's exact expf / tanhf / erff: the
 // output agrees with the CPU within float32 parity tolerance, not bitwise.
+// The factor model (factors K > 0) draws the CTA's f into shared memory after
+// the activations and runs its output layer one channel at a time
+// (factor_output).
 #include <cuda_runtime.h>
 
 #include <stdexcept>
+#include <string>
 
 #include "../philox.h"
 #include "check.cuh"
@@ -84,6 +88,104 @@ __device__ void hidden_layer(const DeviceLayer& L, const float* __restrict__ in,
   }
 }
 
+// out[r, 4g .. 4g+3] of one channel c (0 mean, 1 log-scale, 2 + j loading
+// j) for the thread tile's kRT rows: a chain of fmas in k order, then the bias.
+__device__ __forceinline__ void channel_tile(const DeviceLayer& O, const float* __restrict__ in,
+                                             int ld, int r0, int g, int per, int c,
+                                             float (&acc)[kRT][kCT]) {
+#pragma unroll
+  for (int r = 0; r < kRT; ++r)
+#pragma unroll
+    for (int q = 0; q < kCT; ++q) acc[r][q] = 0.0f;
+  const float* wg = O.w + g * per + 4 * c;
+  for (int k = 0; k < O.k; ++k) {
+    const float4 w = __ldg(reinterpret_cast<const float4*>(wg + k * O.n_pad));
+#pragma unroll
+    for (int r = 0; r < kRT; ++r) {
+      const float a = in[(r0 + r) * ld + k];
+      acc[r][0] = fmaf(a, w.x, acc[r][0]);
+      acc[r][1] = fmaf(a, w.y, acc[r][1]);
+      acc[r][2] = fmaf(a, w.z, acc[r][2]);
+      acc[r][3] = fmaf(a, w.w, acc[r][3]);
+    }
+  }
+  const float4 b = __ldg(reinterpret_cast<const float4*>(O.b + g * per + 4 * c));
+#pragma unroll
+  for (int r = 0; r < kRT; ++r) {
+    acc[r][0] += b.x;
+    acc[r][1] += b.y;
+    acc[r][2] += b.z;
+    acc[r][3] += b.w;
+  }
+}
+
+// The factor model's output layer (net.factors = K > 0): f [kRows][tkp] of
+// the CTA's rows drawn into shared memory (stream kTagFactor, element t K + j),
+// then per thread tile: x = mean; x = fma(B_j, f_j, x) for j = 0..K-1 (B
+// clamped to +-loading_max); x = fma(exp(ls), eps, x); unscaled. The CPU's
+// order (decode_kernels.h, factor_row).
+__device__ void factor_output(const DeviceNet& net, const DeviceLayer& O,
+                              const float* __restrict__ in, int ld, float* fsm, int64_t row0,
+                              float* __restrict__ out, int64_t n, uint64_t seed, uint64_t offset,
+                              int noise) {
+  const int D = net.out_dim, A = net.assets, K = net.factors;
+  const int TK = (D / A) * K, tkp = (TK + 3) / 4 * 4;
+  if (noise) {
+    const int nb = tkp / 4;
+    for (int item = threadIdx.x; item < kRows * nb; item += blockDim.x) {
+      const int r = item / nb, b = item % nb;
+      const int64_t i = row0 + r;
+      float f4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      if (i < n) normal4(seed, kTagFactor, offset + static_cast<uint64_t>(i), static_cast<uint32_t>(b), f4);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) fsm[r * tkp + 4 * b + q] = f4[q];
+    }
+    __syncthreads();
+  }
+  const int G = (D + 3) / 4;
+  const int per = 4 * (2 + K);
+  const int items = G * (kRows / kRT);
+  for (int item = threadIdx.x; item < items; item += blockDim.x) {
+    const int g = item % G;
+    const int r0 = (item / G) * kRT;
+    float x[kRT][kCT], acc[kRT][kCT];
+    channel_tile(O, in, ld, r0, g, per, 0, x);
+    if (noise) {
+      for (int j = 0; j < K; ++j) {
+        channel_tile(O, in, ld, r0, g, per, 2 + j, acc);
+#pragma unroll
+        for (int r = 0; r < kRT; ++r)
+#pragma unroll
+          for (int q = 0; q < kCT; ++q) {
+            const int t = min(4 * g + q, D - 1) / A;
+            const float b = fminf(fmaxf(acc[r][q], -net.loading_max), net.loading_max);
+            x[r][q] = fmaf(b, fsm[(r0 + r) * tkp + t * K + j], x[r][q]);
+          }
+      }
+      channel_tile(O, in, ld, r0, g, per, 1, acc);
+    }
+#pragma unroll
+    for (int r = 0; r < kRT; ++r) {
+      const int64_t i = row0 + r0 + r;
+      if (i >= n) break;
+      float eps[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      if (noise)
+        normal4(seed, kTagObservation, offset + static_cast<uint64_t>(i), static_cast<uint32_t>(g), eps);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int j = 4 * g + q;
+        if (j >= D) break;
+        float v = x[r][q];
+        if (noise) {
+          const float ls = fminf(fmaxf(acc[r][q], net.ls_min), net.ls_max);
+          v = fmaf(expf(ls), eps[q], v);
+        }
+        out[i * D + j] = fmaf(v, net.std_j[j], net.mean_j[j]);
+      }
+    }
+  }
+}
+
 __global__ void __launch_bounds__(kThreads)
     decode_kernel(DeviceNet net, DeviceLatent lat, float* __restrict__ out, int64_t n,
                   uint64_t seed, uint64_t offset, int noise) {
@@ -121,6 +223,10 @@ __global__ void __launch_bounds__(kThreads)
   // 3. output layer with the fused epilogue.
   const DeviceLayer& O = net.layers[net.n_layers - 1];
   const int D = net.out_dim;
+  if (net.factors > 0) {
+    factor_output(net, O, in, ld, smem + 2 * kRows * ld, row0, out, n, seed, offset, noise);
+    return;
+  }
   const int G = (D + 3) / 4;
   const int per = net.gaussian ? 8 : 4;  // packed columns per group
   const int items = G * (kRows / kRT);
@@ -178,6 +284,12 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
+size_t decode_smem_bytes(int width, int64_t tk) {
+  return static_cast<size_t>(2 * kRows * static_cast<int64_t>(width) +
+                             kRows * ((tk + 3) / 4 * 4)) *
+         sizeof(float);
+}
+
 void decode(const DeviceNet& net, const DeviceLatent& latent, float* out, int64_t n,
             uint64_t seed, uint64_t offset, bool noise, bool demean, bool cumulative,
             void* stream) {
@@ -190,9 +302,21 @@ void decode(const DeviceNet& net, const DeviceLatent& latent, float* out, int64_
     throw std::invalid_argument("cuda decode: out_dim must be a positive multiple of assets");
   if (!latent.z && (latent.mode < 0 || latent.mode > 2 || latent.k <= 0))
     throw std::invalid_argument("cuda decode: bad latent source");
+  if (net.factors < 0 || net.factors > net.assets || (net.factors > 0 && !net.gaussian) ||
+      !(net.loading_max > 0.0f))
+    throw std::invalid_argument("cuda decode: factors in [0, assets], gaussian only");
   if (n == 0) return;
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const size_t smem = static_cast<size_t>(2 * kRows * net.width) * sizeof(float);
+  const int64_t tk = net.factors > 0 && noise
+                         ? static_cast<int64_t>(net.out_dim / net.assets) * net.factors
+                         : 0;
+  const size_t smem = decode_smem_bytes(net.width, tk);
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  if (smem > shared_memory_limit(device))
+    throw std::invalid_argument("cuda decode: needs " + std::to_string(smem) +
+                                " bytes of shared memory per block, the device allows " +
+                                std::to_string(shared_memory_limit(device)));
   check(cudaFuncSetAttribute(decode_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              static_cast<int>(smem)),
         "cudaFuncSetAttribute(decode_kernel shared memory)");

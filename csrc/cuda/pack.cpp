@@ -12,8 +12,8 @@ namespace svae {
 namespace cuda {
 
 std::vector<HostLayer> pack_decoder(const std::vector<LayerWeights>& layers, bool gaussian,
-                                    int64_t out_dim) {
-  check_layers(layers, gaussian, out_dim, "cuda decoder");
+                                    int64_t out_dim, int64_t factors) {
+  check_layers(layers, gaussian, out_dim, "cuda decoder", factors);
   std::vector<HostLayer> out(layers.size());
   for (size_t l = 0; l + 1 < layers.size(); ++l) {
     const LayerWeights& L = layers[l];
@@ -29,7 +29,7 @@ std::vector<HostLayer> pack_decoder(const std::vector<LayerWeights>& layers, boo
   }
   const LayerWeights& L = layers.back();
   HostLayer& P = out.back();
-  const int64_t D = out_dim, G = (D + 3) / 4, per = gaussian ? 8 : 4;
+  const int64_t D = out_dim, G = (D + 3) / 4, C = gaussian ? 2 + factors : 1, per = 4 * C;
   P.k = L.k;
   P.n_pad = per * G;
   P.activation = kIdentity;
@@ -37,11 +37,10 @@ std::vector<HostLayer> pack_decoder(const std::vector<LayerWeights>& layers, boo
   P.b.assign(static_cast<size_t>(P.n_pad), 0.0f);
   for (int64_t j = 0; j < D; ++j) {
     const int64_t g = j / 4, q = j % 4;
-    for (int64_t k = 0; k < L.k; ++k) P.w[k * P.n_pad + g * per + q] = L.w[k * L.n + j];
-    P.b[g * per + q] = L.b[j];
-    if (gaussian) {
-      for (int64_t k = 0; k < L.k; ++k) P.w[k * P.n_pad + g * per + 4 + q] = L.w[k * L.n + D + j];
-      P.b[g * per + 4 + q] = L.b[D + j];
+    for (int64_t c = 0; c < C; ++c) {  // channel c of output j: source column c D + j
+      for (int64_t k = 0; k < L.k; ++k)
+        P.w[k * P.n_pad + g * per + 4 * c + q] = L.w[k * L.n + c * D + j];
+      P.b[g * per + 4 * c + q] = L.b[c * D + j];
     }
   }
   return out;
@@ -63,9 +62,11 @@ HostRollout pack_rollout(const GruWeights& g) {
       g.latent > (1 << 16) || g.assets > (1 << 12))
     throw std::invalid_argument("cuda rollout: latent in [1, 65536], hidden in [1, " +
                                 std::to_string(kRolloutMaxHidden) + "], assets in [1, 4096]");
+  if (g.factors < 0 || g.factors > g.assets)
+    throw std::invalid_argument("cuda rollout: factors in [0, assets]");
   const int L = static_cast<int>(g.latent), H = static_cast<int>(g.hidden);
-  const int A = static_cast<int>(g.assets);
-  const Layout s = make_layout(L, H, A, 1);
+  const int A = static_cast<int>(g.assets), F = static_cast<int>(g.factors);
+  const Layout s = make_layout(L, H, A, 1, F);
   HostRollout P;
   P.latent = L;
   P.hp = s.hp;
@@ -80,8 +81,8 @@ HostRollout pack_rollout(const GruWeights& g) {
     im[s.bhn + i] = g.b_h[2 * H + i];
   }
   for (int k = 0; k < H; ++k)
-    for (int j = 0; j < s.a2; ++j) im[s.wo + k * s.a2 + j] = g.w_o[k * s.a2 + j];
-  for (int j = 0; j < s.a2; ++j) im[s.bo + j] = g.b_o[j];
+    for (int j = 0; j < s.ca; ++j) im[s.wo + k * s.ca + j] = g.w_o[k * s.ca + j];
+  for (int j = 0; j < s.ca; ++j) im[s.bo + j] = g.b_o[j];
   P.w0.assign(static_cast<size_t>(L * s.hp), 0.0f);
   for (int k = 0; k < L; ++k)
     for (int i = 0; i < H; ++i) P.w0[k * s.hp + i] = g.w0[k * H + i];

@@ -25,8 +25,10 @@ struct HostLayer {
 };
 
 // Throws std::invalid_argument on inconsistent shapes.
+// factors k > 0: the output layer's group g holds 4 (2 + k) columns: the 4
+// means, 4 raw log-scales, then 4 loadings of each factor.
 std::vector<HostLayer> pack_decoder(const std::vector<LayerWeights>& layers, bool gaussian,
-                                    int64_t out_dim);
+                                    int64_t out_dim, int64_t factors = 0);
 
 // The rollout's weights in the layout of rollout_cuda.h: the shared-memory
 // image [image_floats], w0 [latent][hp], b0 [hp], wz [latent][3][hp].

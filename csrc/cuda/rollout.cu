@@ -8,7 +8,10 @@
 // shared memory, one copy per CTA) as one conflict-free word per lane, so
 // each weight read feeds G fused multiply-adds. The gates are applied in
 // registers, the new h goes back to shared memory, then lanes take (path,
-// asset) items for the head, the noise and the store. z_t @ Wz + b (the
+// asset) items for the head, the noise and the store (a factor model draws
+// the day's F factors of the warp's paths into shared memory first, stream
+// kTagFactorStep + t, and adds sum_j B_j f_j before the asset's own noise,
+// in the CPU's order). z_t @ Wz + b (the
 // input part of the gates) stays in registers, recomputed only after a
 // latent drift step.
 //
@@ -30,6 +33,7 @@
 #include "../poly.h"
 #include "../rollout.h"
 #include "check.cuh"
+#include "decode_cuda.h"  // shared_memory_limit
 #include "epilogue_cuda.h"
 #include "latent_device.cuh"
 #include "rollout_cuda.h"
@@ -90,7 +94,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
                    int64_t T, uint64_t seed, uint64_t offset, int noise, float phi, float c) {
   constexpr int G = group_of(Q);
   extern __shared__ __align__(16) float smem[];
-  const Layout s = make_layout(net.latent, net.hidden, net.assets, G);
+  const Layout s = make_layout(net.latent, net.hidden, net.assets, G, net.factors);
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
 
@@ -116,7 +120,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   float* hs = smem + s.warp0 + warp * s.per_warp;  // [G][hs]
   float* zs = hs + G * s.hs;                       // [G][lp]
   float* xs = zs + G * s.lp;                       // [G][a2p]: x then |x| of the last day
-  const int L = s.L, A = s.A;
+  float* fs = xs + G * s.a2p;                      // [G][fp]: the factors of the day
+  const int L = s.L, A = s.A, F = s.F;
 
   // 2. z_0 of the warp's paths (zeros past n), x_{-1} = 0.
   const int nb = (L + 3) / 4;
@@ -218,6 +223,21 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
       for (int q = 0; q < Q; ++q) hs[g * s.hs + q * 32 + lane] = h[g][q];
     __syncwarp();
 
+    // 6a. the factors of the day (F > 0): f_j of path g is element j of
+    // stream kTagFactorStep + t.
+    if (F > 0 && noise) {
+      const int fb = s.fp / 4;
+      for (int item = lane; item < G * fb; item += 32) {
+        const int g = item / fb, b = item % fb;
+        float e[4];
+        normal4(seed, kTagFactorStep + static_cast<uint32_t>(t),
+                offset + static_cast<uint64_t>(base + g), static_cast<uint32_t>(b), e);
+#pragma unroll
+        for (int q = 0; q < 4; ++q) fs[g * s.fp + 4 * b + q] = e[q];
+      }
+      __syncwarp();
+    }
+
     // 6. head, noise, output: one (path, asset) per lane.
     for (int item = lane; item < G * A; item += 32) {
       const int g = item / A, a = item % A;
@@ -226,24 +246,32 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
       float m = 0.0f, r = 0.0f;
       for (int k = 0; k < s.hk; ++k) {
         const float hv = hr[k];
-        m = fma_rn(hv, wo[k * s.a2 + a], m);
-        r = fma_rn(hv, wo[k * s.a2 + A + a], r);
+        m = fma_rn(hv, wo[k * s.ca + a], m);
+        r = fma_rn(hv, wo[k * s.ca + A + a], r);
       }
       m = add_rn(m, bo[a]);
       r = add_rn(r, bo[A + a]);
       float x = m;
       if (noise) {
+        // the factor part, as the CPU: acc = mean; acc = fma(B_j, f_j, acc)
+        for (int j = 0; j < F; ++j) {
+          const int col = (2 + j) * A + a;
+          float bj = 0.0f;
+          for (int k = 0; k < s.hk; ++k) bj = fma_rn(hr[k], wo[k * s.ca + col], bj);
+          bj = fminf(fmaxf(add_rn(bj, bo[col]), -net.loading_max), net.loading_max);
+          x = fma_rn(bj, fs[g * s.fp + j], x);
+        }
         const float ls = fminf(fmaxf(r, net.ls_min), net.ls_max);
         float e[4];
         normal4(seed, kTagStep + static_cast<uint32_t>(t), offset + static_cast<uint64_t>(i),
                 static_cast<uint32_t>(a >> 2), e);
-        x = fma_rn(exp_poly(ls), pick4(e, a & 3), m);
+        x = fma_rn(exp_poly(ls), pick4(e, a & 3), x);
       }
       xs[g * s.a2p + a] = x;
       xs[g * s.a2p + A + a] = fabsf(x);
       if (i < n) out[(i * T + t) * A + a] = fma_rn(x, std_a[a], mean_a[a]);
     }
-    __syncwarp();
+    __syncwarp();  // every lane has read x and f of the day
 
     // 7. latent drift: z_{t+1} = phi z_t + c eta_t, then the input gates again.
     if (drift && t + 1 < T) {
@@ -267,29 +295,27 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
 
 int units_per_lane(int hidden) { return (hidden + 31) / 32; }
 
-size_t smem_bytes(int latent, int hidden, int assets, int warps) {
-  const Layout s = make_layout(latent, hidden, assets, group_of(units_per_lane(hidden)));
+size_t smem_bytes(int latent, int hidden, int assets, int warps, int factors) {
+  const Layout s =
+      make_layout(latent, hidden, assets, group_of(units_per_lane(hidden)), factors);
   return static_cast<size_t>(s.warp0 + static_cast<int64_t>(warps) * s.per_warp) * sizeof(float);
 }
 
-void check_sizes(int latent, int hidden, int assets) {
+void check_sizes(int latent, int hidden, int assets, int factors) {
   if (hidden < 1 || hidden > kRolloutMaxHidden)
     throw std::invalid_argument("cuda rollout: hidden must be in [1, " +
                                 std::to_string(kRolloutMaxHidden) + "]");
   if (latent < 1 || assets < 1 || latent > (1 << 16) || assets > (1 << 12))
     throw std::invalid_argument("cuda rollout: latent in [1, 65536], assets in [1, 4096]");
+  if (factors < 0 || factors > assets)
+    throw std::invalid_argument("cuda rollout: factors in [0, assets]");
 }
 
-size_t smem_limit(int device) {
-  int optin = 0;
-  check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
-        "cudaDeviceGetAttribute(max shared memory per block, opt-in)");
-  return static_cast<size_t>(optin);
-}
+size_t smem_limit(int device) { return shared_memory_limit(device); }
 
-int warps_that_fit(int latent, int hidden, int assets, size_t limit) {
+int warps_that_fit(int latent, int hidden, int assets, int factors, size_t limit) {
   for (int w = kMaxWarps; w >= 1; w /= 2)
-    if (smem_bytes(latent, hidden, assets, w) <= limit) return w;
+    if (smem_bytes(latent, hidden, assets, w, factors) <= limit) return w;
   return 0;
 }
 
@@ -298,7 +324,7 @@ void launch(const RolloutNet& net, const DeviceLatent& lat, float* out, int64_t 
             uint64_t seed, uint64_t offset, bool noise, float phi, float c, int warps,
             cudaStream_t s) {
   constexpr int G = group_of(Q);
-  const size_t smem = smem_bytes(net.latent, net.hidden, net.assets, warps);
+  const size_t smem = smem_bytes(net.latent, net.hidden, net.assets, warps, net.factors);
   check(cudaFuncSetAttribute(rollout_kernel<Q>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              static_cast<int>(smem)),
         "cudaFuncSetAttribute(rollout_kernel shared memory)");
@@ -312,24 +338,33 @@ void launch(const RolloutNet& net, const DeviceLatent& lat, float* out, int64_t 
 
 }  // namespace
 
-RolloutShape rollout_shape(int hidden, int assets) {
-  if (hidden < 1 || assets < 1) throw std::invalid_argument("cuda rollout: hidden, assets >= 1");
-  const Layout s = make_layout(1, hidden, assets, 1);
+size_t shared_memory_limit(int device) {
+  int optin = 0;
+  check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+        "cudaDeviceGetAttribute(max shared memory per block, opt-in)");
+  return static_cast<size_t>(optin);
+}
+
+RolloutShape rollout_shape(int hidden, int assets, int factors) {
+  if (hidden < 1 || assets < 1 || factors < 0 || factors > assets)
+    throw std::invalid_argument("cuda rollout: hidden, assets >= 1, factors in [0, assets]");
+  const Layout s = make_layout(1, hidden, assets, 1, factors);
   return RolloutShape{s.hp, s.hk, static_cast<int64_t>(s.image)};
 }
 
-RolloutPlan rollout_plan(int latent, int hidden, int assets, int device) {
-  check_sizes(latent, hidden, assets);
+RolloutPlan rollout_plan(int latent, int hidden, int assets, int device, int factors) {
+  check_sizes(latent, hidden, assets, factors);
   const size_t limit = smem_limit(device);
-  return RolloutPlan{warps_that_fit(latent, hidden, assets, limit),
-                     group_of(units_per_lane(hidden)), smem_bytes(latent, hidden, assets, 1),
-                     limit};
+  return RolloutPlan{warps_that_fit(latent, hidden, assets, factors, limit),
+                     group_of(units_per_lane(hidden)),
+                     smem_bytes(latent, hidden, assets, 1, factors), limit};
 }
 
 void rollout(const RolloutNet& net, const DeviceLatent& latent, float* out, int64_t n,
              int64_t horizon, uint64_t seed, uint64_t offset, bool noise, float phi, bool demean,
              bool cumulative, void* stream) {
-  check_sizes(net.latent, net.hidden, net.assets);
+  check_sizes(net.latent, net.hidden, net.assets, net.factors);
+  if (!(net.loading_max > 0.0f)) throw std::invalid_argument("cuda rollout: loading_max > 0");
   if (n < 0 || horizon < 0 || horizon > kMaxHorizon)
     throw std::invalid_argument("cuda rollout: n >= 0 and 0 <= horizon <= 2^24");
   if (!(phi > 0.0f && phi <= 1.0f)) throw std::invalid_argument("cuda rollout: phi in (0, 1]");
@@ -343,10 +378,11 @@ void rollout(const RolloutNet& net, const DeviceLatent& latent, float* out, int6
   int device = 0;
   check(cudaGetDevice(&device), "cudaGetDevice");
   const size_t limit = smem_limit(device);
-  const int warps = warps_that_fit(net.latent, net.hidden, net.assets, limit);
+  const int warps = warps_that_fit(net.latent, net.hidden, net.assets, net.factors, limit);
   if (warps == 0)
     throw std::invalid_argument(
-        "cuda rollout: needs " + std::to_string(smem_bytes(net.latent, net.hidden, net.assets, 1)) +
+        "cuda rollout: needs " +
+        std::to_string(smem_bytes(net.latent, net.hidden, net.assets, 1, net.factors)) +
         " bytes of shared memory per block, the device allows " + std::to_string(limit));
   // As the CPU: c = sqrt(1 - phi^2) in double, rounded once to float.
   const float c = static_cast<float>(std::sqrt(std::max(0.0, 1.0 - double(phi) * double(phi))));

@@ -13,8 +13,8 @@
 //   wx  [2A][3][hp]   w_x: input k (x_0.., |x|_0..), gate, unit
 //   bi  [3][hp]       b_i, plus b_h for the r and u gates
 //   bhn [hp]          b_h of the n gate (inside r * (...))
-//   wo  [hk][2A]      head: means then raw log-scales
-//   bo  [2A], padded to a multiple of 4
+//   wo  [hk][(2+F)A]  head: means, raw log-scales, then loadings of factor 1..F
+//   bo  [(2+F)A], padded to a multiple of 4
 //
 // and, read from global memory (only at z updates): w0 [L][hp], b0 [hp],
 // wz [L][3][hp]. `scaler` [2A] on the device: mean (+ shift), then std.
@@ -40,6 +40,8 @@ struct RolloutNet {
   int hidden;
   int assets;
   float ls_min, ls_max;
+  int factors = 0;             // F common factors (the head gives (2 + F) A outputs)
+  float loading_max = 10.0f;   // loadings clamped to +-loading_max
 };
 
 // Sizes of the packed image for (hidden, assets): hp, hk and its length in floats.
@@ -47,7 +49,7 @@ struct RolloutShape {
   int hp, hk;
   int64_t image_floats;
 };
-RolloutShape rollout_shape(int hidden, int assets);
+RolloutShape rollout_shape(int hidden, int assets, int factors = 0);
 
 // What the kernel needs on `device`: warps per CTA (0: it does not fit),
 // scenarios per warp, dynamic shared memory per CTA at the smallest CTA
@@ -58,12 +60,13 @@ struct RolloutPlan {
   size_t smem_min;
   size_t smem_limit;
 };
-RolloutPlan rollout_plan(int latent, int hidden, int assets, int device);
+RolloutPlan rollout_plan(int latent, int hidden, int assets, int device, int factors = 0);
 
 // out [n, horizon, A] on the device. z_0 from `latent` (given, or drawn with
 // tag kTagLatent, scenario offset + i); the noise of day t is element a of
 // scenario offset + i in stream kTagStep + t, the latent innovation after
-// day t element j in stream kTagDrift + t (phi < 1 only). Then demean and /
+// day t element j in stream kTagDrift + t (phi < 1 only), factor j of day t
+// element j in stream kTagFactorStep + t (factors > 0). Then demean and /
 // or cumulative per (path, asset), in double. Throws std::invalid_argument
 // on bad sizes and std::runtime_error on a CUDA error, naming the call.
 void rollout(const RolloutNet& net, const DeviceLatent& latent, float* out, int64_t n,

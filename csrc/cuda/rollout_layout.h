@@ -12,14 +12,19 @@ namespace cuda {
 // Offsets (floats) of the packed image and of the per-warp state in shared memory.
 struct Layout {
   int L, A, hp, hk, lp, a2, a2p, hs;  // hs: row stride of h (hp + 4: banks differ per path)
+  int F, ca, cap, fp;  // factors, head outputs (2 + F) A (padded to 4), f row (F padded to 4)
   int wh, wx, bi, bhn, wo, bo, image;
-  int scaler, warp0, per_warp;  // per warp: h [G][hs], z [G][lp], x [G][a2p]
+  int scaler, warp0, per_warp;  // per warp: h [G][hs], z [G][lp], x [G][a2p], f [G][fp]
 };
 
-SVAE_HD Layout make_layout(int L, int H, int A, int G) {
+SVAE_HD Layout make_layout(int L, int H, int A, int G, int F = 0) {
   Layout s;
   s.L = L;
   s.A = A;
+  s.F = F;
+  s.ca = (2 + F) * A;
+  s.cap = round_up<int>(s.ca, 4);
+  s.fp = round_up<int>(F, 4);
   s.hp = round_up<int>(H, 32);
   s.hk = round_up<int>(H, 4);
   s.lp = round_up<int>(L, 4);
@@ -31,11 +36,11 @@ SVAE_HD Layout make_layout(int L, int H, int A, int G) {
   s.bi = s.wx + s.a2 * 3 * s.hp;
   s.bhn = s.bi + 3 * s.hp;
   s.wo = s.bhn + s.hp;
-  s.bo = s.wo + s.hk * s.a2;  // hk is a multiple of 4
-  s.image = s.bo + s.a2p;
+  s.bo = s.wo + s.hk * s.ca;  // hk is a multiple of 4
+  s.image = s.bo + s.cap;
   s.scaler = s.image;
   s.warp0 = s.scaler + s.a2p;
-  s.per_warp = G * (s.hs + s.lp + s.a2p);
+  s.per_warp = G * (s.hs + s.lp + s.a2p + s.fp);
   return s;
 }
 

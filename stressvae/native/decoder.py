@@ -216,9 +216,18 @@ class CudaDecoder:
                 f"the fused CUDA decoder takes latent and hidden widths up to {max_w} and at most "
                 f"{max_l} layers; this decoder has widths {widths} and {len(c.layers)} layers"
             )
-        # the kernel's layout, packed in C++ like the CPU decoder's weights
-        packed = cuda.pack_decoder(c.layers, self.gaussian, self.out_dim)
+        self.factors, self.loading_max = c.factors, c.loading_max
         self.width = (max(widths) + 3) // 4 * 4  # shared-memory row: the widest input
+        if self.factors:  # the CTA's factor normals f [64, window * k] sit in shared memory too
+            plan = cuda.decode_plan(self.width, self.window * self.factors, self.index)
+            if plan["smem"] > plan["smem_limit"]:
+                raise NativeInputError(
+                    f"the fused CUDA decoder needs {plan['smem']} bytes of shared memory per "
+                    f"block for window {self.window} x {self.factors} factors and width "
+                    f"{self.width}; cuda:{self.index} allows {plan['smem_limit']}"
+                )
+        # the kernel's layout, packed in C++ like the CPU decoder's weights
+        packed = cuda.pack_decoder(c.layers, self.gaussian, self.out_dim, self.factors)
         self._tensors, self._layers = [], []
         for wp, bp, act in packed:
             wt = torch.as_tensor(wp, device=self.device).contiguous()
@@ -250,7 +259,8 @@ class CudaDecoder:
                 self._layers, self.latent_dim, self.out_dim, self.n_assets, self.gaussian,
                 self._std_j.data_ptr(), mean_t.data_ptr(), *self._ls, self.width,
                 z, mu, lv, idx, k, mode, scale, out.data_ptr(), n, seed, offset,
-                bool(noise), bool(demean), bool(cumulative), stream,
+                bool(noise), bool(demean), bool(cumulative), stream, self.factors,
+                self.loading_max,
             )  # fmt: skip
         self._keep = mean_t  # alive until the next launch on this stream
 
@@ -299,8 +309,9 @@ class CudaDecoder:
         return res
 
     def _self_check(self) -> None:
-        """Once per device: the kernel against the CPU decoder."""
-        selfcheck.run_once(("decode", self.index), self._check_against_cpu)
+        """Once per device and observation model (the factor model has its own
+        output layer): the kernel against the CPU decoder."""
+        selfcheck.run_once(("decode", self.index, self.factors > 0), self._check_against_cpu)
 
     def _check_against_cpu(self) -> None:
         """Both latent sources, parity within rtol 1e-5 + atol 1e-5 * max|ref|

@@ -216,15 +216,17 @@ class CudaRollout:
             raise NativeInputError(
                 f"the fused CUDA rollout takes hidden <= {max_h}; this model has hidden={H}"
             )
-        plan = cuda.rollout_plan(L, H, A, self.index)
+        self.factors, self.loading_max = c.factors, c.loading_max
+        plan = cuda.rollout_plan(L, H, A, self.index, self.factors)
         if plan["warps"] == 0:
             raise NativeInputError(
                 f"the fused CUDA rollout needs {plan['smem_min']} bytes of shared memory per "
-                f"block for hidden={H}, latent={L}, {A} assets; cuda:{self.index} allows "
+                f"block for hidden={H}, latent={L}, {A} assets, {self.factors} factors; "
+                f"cuda:{self.index} allows "
                 f"{plan['smem_limit']}"
             )
         # the kernel's layout, packed in C++ like the CPU rollout's weights
-        packed = cuda.pack_rollout(*(c.arrays[k] for k in GRU_ARRAYS))
+        packed = cuda.pack_rollout(*(c.arrays[k] for k in GRU_ARRAYS), self.factors)
         self._image, self._w0, self._b0, self._wz = (
             torch.as_tensor(x, device=self.device) for x in packed
         )
@@ -252,6 +254,7 @@ class CudaRollout:
                 self._wz.data_ptr(), scaler.data_ptr(), self.latent_dim, self.hidden,
                 self.n_assets, *self._ls, z, mu, lv, idx, k, mode, scale, out.data_ptr(), n,
                 horizon, seed, offset, bool(noise), phi, bool(demean), bool(cumulative), stream,
+                self.factors, self.loading_max,
             )  # fmt: skip
         self._keep = scaler  # alive until the next launch on this stream
 
@@ -322,7 +325,7 @@ class CudaRollout:
 
     def _self_check(self) -> None:
         """Once per device and model shape: the kernel against the CPU rollout."""
-        key = ("rollout", self.index, self.latent_dim, self.hidden, self.n_assets)
+        key = ("rollout", self.index, self.latent_dim, self.hidden, self.n_assets, self.factors)
         selfcheck.run_once(key, self._check_against_cpu)
 
     def _check_against_cpu(self) -> None:

@@ -4,11 +4,12 @@ are judged by.
 
 A check is known by one key scheme, ``(op, device_index, *shape)``:
 ``("sample", i)`` (the sampler, bit for bit, once per device),
-``("decode", i)`` (the fused decoder, once per device) and
-``("rollout", i, latent, hidden, assets)`` (the GRU rollout, once per device
-and model shape). :func:`run_once` runs a check the first time its key is
-asked for and records it when it passes; a failing check raises and is
-tried again on the next use.
+``("decode", i, factor_model)`` (the fused decoder, once per device for the
+diagonal and once for the factor observation model, whose output layer is
+its own code) and ``("rollout", i, latent, hidden, assets, factors)`` (the
+GRU rollout, once per device and model shape). :func:`run_once` runs a
+check the first time its key is asked for and records it when it passes; a
+failing check raises and is tried again on the next use.
 """
 
 from __future__ import annotations
