@@ -308,13 +308,39 @@ class FactorGaussian(Observation):
         loadings = torch.stack(parts[2:], dim=-1).clamp(-LOADING_MAX, LOADING_MAX)
         return parts[0], parts[1].clamp(LOG_SCALE_MIN, LOG_SCALE_MAX), loadings
 
-    def _dist(self, mean, log_scale, loadings):
-        return torch.distributions.LowRankMultivariateNormal(
-            mean, loadings, torch.exp(2.0 * log_scale), validate_args=False
-        )
-
     def nll(self, x, mean, log_scale, loadings=None):
-        return -self._dist(mean, log_scale, loadings).log_prob(x).flatten(1).sum(1)
+        """-log N(x; mean, B B^T + D) summed over a window's days, D =
+        diag(scale^2), by Woodbury: with u = D^-1/2 (x - mean), W = D^-1/2 B
+        and L L^T = I + W^T W (k x k), ``2 nll = A log 2 pi + log|D| + 2 log|L|
+        + |u|^2 - |L^-1 W^T u|^2``. The k x k Cholesky factor and the
+        substitution are unrolled over the factors, elementwise over days
+        (what torch.distributions.LowRankMultivariateNormal computes, several
+        times faster for a few factors: no batched tiny matrix kernels)."""
+        k, n_assets = self.factors, x.shape[-1]
+        inv_s = torch.exp(-log_scale)
+        u = (x - mean) * inv_s
+        w = [b * inv_s for b in loadings.unbind(-1)]
+        chol: list[list[Any]] = [[None] * k for _ in range(k)]
+        y: list[Any] = [None] * k
+        logdet = 2.0 * log_scale.sum(-1)
+        maha = u.pow(2).sum(-1)
+        for j in range(k):
+            s = 1.0 + w[j].pow(2).sum(-1)
+            for p in range(j):
+                s = s - chol[j][p].pow(2)
+            d = torch.sqrt(s)
+            logdet = logdet + 2.0 * torch.log(d)
+            for i in range(j + 1, k):
+                t = (w[i] * w[j]).sum(-1)
+                for p in range(j):
+                    t = t - chol[i][p] * chol[j][p]
+                chol[i][j] = t / d
+            t = (w[j] * u).sum(-1)
+            for p in range(j):
+                t = t - chol[j][p] * y[p]
+            y[j] = t / d
+            maha = maha - y[j].pow(2)
+        return (0.5 * (n_assets * math.log(2 * math.pi) + logdet + maha)).flatten(1).sum(1)
 
     def residual(self, x, mean, log_scale, loadings=None):
         """The whitened residual ``L^-1 (x - mean)``, L the Cholesky factor
