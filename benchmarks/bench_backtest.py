@@ -3,6 +3,7 @@
     python benchmarks/bench_backtest.py                 # 100k paths x 252 steps, 1M streamed
     python benchmarks/bench_backtest.py --quick         # 20k paths, 200k streamed
     python benchmarks/bench_backtest.py --paths 50000
+    python benchmarks/bench_backtest.py --portfolio     # only the portfolio case (below)
 
 Peer: what a vectorbt user writes: one Portfolio on the whole [253, paths]
 close matrix (``MACrossover(10, 50)``: ``vbt.MA.run`` + ``ma_crossed_above /
@@ -21,6 +22,21 @@ to /proc/self/clear_refs), and the growth of VmHWM over the RSS before the
 call is reported (the close matrix itself is not counted). Last, the fast
 path alone on 1M paths (10 chunks of 100k, each chunk generated, then
 timed; generation not counted) for throughput. The ratio table comes last.
+
+Portfolio case (issue 15): 100,000 scenarios x 20 assets x 64 days, one
+cash-sharing portfolio per scenario (``EqualWeight`` rebalanced daily,
+``FixedWeights`` monthly with a 5-point band, ``InverseVolatility(20, 5)``,
+``MinimumVariance(60, 21)``), returns from one common factor and an own
+part per asset (correlation ~0.26, daily volatility 1.2 %). vectorbt runs
+``Portfolio.from_orders`` (target percent, cash sharing, call sequence auto)
+on a subset (``--vectorbt-scenarios``, default 5,000: a 100k-column
+Portfolio, ~1 GB of records at most; all 100k scenarios would be 2M
+columns), and its time is scaled linearly to 100,000 (vectorbt's time is
+linear in the columns: one column loop); the fast path runs on all of them
+in chunks of 25,000 scenarios (as ``backtest`` chunks them; generating a
+chunk is not timed) and on the subset (the like-for-like ratio). The
+subset's metrics and contributions are compared first (the run stops
+unless they are equal bit for bit).
 """
 
 from __future__ import annotations
@@ -38,7 +54,14 @@ import time
 import numpy as np
 
 from stressvae.backtesting import METRICS, BacktestConfig, fast_metrics, vectorbt_metrics
-from stressvae.strategies import BuyAndHold, MACrossover
+from stressvae.strategies import (
+    BuyAndHold,
+    EqualWeight,
+    FixedWeights,
+    InverseVolatility,
+    MACrossover,
+    MinimumVariance,
+)
 
 STEPS = 252
 CONFIG = BacktestConfig(fees=0.001, slippage=0.0005)
@@ -186,6 +209,86 @@ def streamed(total: int, chunk: int, seed: int) -> dict:
     return {"paths": rows, "chunk": chunk, "seconds": kernel_s}
 
 
+PORTFOLIO_ASSETS = 20
+PORTFOLIO_DAYS = 64
+PORTFOLIOS = {
+    "EqualWeight()": EqualWeight(),
+    "FixedWeights(every=21, band=0.05)": FixedWeights(
+        [1 / PORTFOLIO_ASSETS] * PORTFOLIO_ASSETS, every=21, band=0.05
+    ),
+    "InverseVolatility(20, 5)": InverseVolatility(20, 5),
+    "MinimumVariance(60, 21)": MinimumVariance(60, 21),
+}
+
+
+def make_portfolio_close(scenarios: int, seed: int) -> np.ndarray:
+    """float64 [days + 1, scenarios x assets] (each scenario's assets side by
+    side): log returns 0.012 (0.5 common + 0.85 own) + 2e-4, prices from 100."""
+    rng = np.random.default_rng(seed)
+    t, a = PORTFOLIO_DAYS, PORTFOLIO_ASSETS
+    r = 0.5 * rng.standard_normal((t, scenarios, 1)) + 0.85 * rng.standard_normal((t, scenarios, a))
+    r *= 0.012
+    r += 2e-4
+    logs = np.zeros((t + 1, scenarios, a))
+    np.cumsum(r, axis=0, out=logs[1:])
+    np.exp(logs, out=logs)
+    logs *= 100.0
+    return logs.reshape(t + 1, scenarios * a)
+
+
+def portfolio_case(name: str, total: int, subset: int, seed: int, repeats: int) -> dict:
+    strategy, a = PORTFOLIOS[name], PORTFOLIO_ASSETS
+    close = make_portfolio_close(subset, seed)
+    group_by = np.repeat(np.arange(subset), a)
+    print(f"\n## portfolio {name}: {a} assets x {PORTFOLIO_DAYS} days", flush=True)
+    t0 = time.perf_counter()
+    fast, fast_c = fast_metrics(close, strategy, CONFIG, a, contributions=True)
+    print(f"  warm-up fast ({subset:,} scenarios): {time.perf_counter() - t0:.2f} s", flush=True)
+    t0 = time.perf_counter()
+    ref, ref_c = vectorbt_metrics(close, strategy, CONFIG, group_by, contributions=True)
+    print(f"  warm-up vectorbt ({subset:,} scenarios): {time.perf_counter() - t0:.2f} s")
+    exact = np.array_equal(fast, ref, equal_nan=True) and np.array_equal(fast_c, ref_c)
+    print(f"  metrics and contributions bit for bit: {exact}")
+    if not exact:
+        raise SystemExit(f"{name}: the fast path differs from vectorbt (max rel diff "
+                         f"{max_rel_diff(fast, ref):.3g})")  # fmt: skip
+    del fast, ref, fast_c, ref_c
+    gc.collect()
+    vbt_s, sub_s, full_s = [], [], []
+    chunk = 25_000
+    for r in range(repeats):
+        vbt_s.append(timed(lambda: vectorbt_metrics(close, strategy, CONFIG, group_by)))
+        gc.collect()
+        sub_s.append(timed(lambda: fast_metrics(close, strategy, CONFIG, a)))
+        seconds = 0.0
+        for k, start in enumerate(range(0, total, chunk)):
+            part = make_portfolio_close(min(chunk, total - start), seed + 1000 + k)
+            seconds += timed(lambda part=part: fast_metrics(part, strategy, CONFIG, a))
+            del part
+        full_s.append(seconds)
+        print(f"  round {r + 1}: vectorbt {subset:,} {vbt_s[-1]:.2f} s, fast {subset:,} "
+              f"{sub_s[-1]:.3f} s, fast {total:,} {full_s[-1]:.2f} s", flush=True)  # fmt: skip
+    vbt, sub, full = (statistics.median(x) for x in (vbt_s, sub_s, full_s))
+    scaled = vbt * total / subset
+    return {"case": name, "subset": subset, "total": total, "vectorbt_subset_s": vbt,
+            "fast_subset_s": sub, "fast_total_s": full, "vectorbt_scaled_s": scaled,
+            "ratio": scaled / full, "ratio_subset": vbt / sub}  # fmt: skip
+
+
+def portfolio_table(rows: list) -> None:
+    print(
+        "\n| portfolio case (20 assets x 64 days) | vectorbt, subset (median s) | fast, subset "
+        "| ratio, subset | vectorbt scaled to 100k | fast, 100k | ratio, 100k |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['case']} | {r['vectorbt_subset_s']:.2f} ({r['subset']:,}) "
+            f"| {r['fast_subset_s']:.3f} | {r['ratio_subset']:.1f}x "
+            f"| {r['vectorbt_scaled_s']:.1f} | {r['fast_total_s']:.2f} | {r['ratio']:.1f}x |"
+        )
+
+
 def machine() -> str:
     import numba
     import pandas
@@ -212,6 +315,11 @@ def main(argv=None) -> None:
     ap.add_argument("--stream", type=int, default=None, help="paths of the fast-only run")
     ap.add_argument("--no-memory", dest="memory", action="store_false")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--portfolio", action="store_true", help="only the portfolio case")
+    ap.add_argument("--no-portfolio", dest="with_portfolio", action="store_false")
+    ap.add_argument("--scenarios", type=int, default=100_000, help="portfolio scenarios")
+    ap.add_argument("--vectorbt-scenarios", type=int, default=5_000,
+                    help="portfolio scenarios vectorbt runs (its time is scaled)")  # fmt: skip
     ap.add_argument("--child", nargs=2, metavar=("SIDE", "CASE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     paths = args.paths or (20_000 if args.quick else 100_000)
@@ -221,6 +329,15 @@ def main(argv=None) -> None:
     stream = args.stream or (200_000 if args.quick else 1_000_000)
     print(f"# machine: {machine()}")
     print(f"# fees {CONFIG.fees}, slippage {CONFIG.slippage}, init_cash {CONFIG.init_cash}")
+    portfolios = []
+    if args.portfolio or args.with_portfolio:
+        total = 20_000 if args.quick and args.scenarios == 100_000 else args.scenarios
+        subset = min(args.vectorbt_scenarios, total)
+        repeats = 1 if args.quick else min(args.repeats, 2)
+        portfolios = [portfolio_case(n, total, subset, args.seed, repeats) for n in PORTFOLIOS]
+        if args.portfolio:
+            portfolio_table(portfolios)
+            return
     rows = [compare(name, paths, args.seed, args.repeats, args.memory) for name in STRATEGIES]
     big = streamed(stream, min(100_000, stream), args.seed)
 
@@ -240,6 +357,8 @@ def main(argv=None) -> None:
         f"| fast alone, MACrossover(10, 50), chunks of {big['chunk']:,} | {big['paths']:,} | - "
         f"| {big['seconds']:.3f} | {big['paths'] / big['seconds']:,.0f} paths/s | - | - | - |"
     )
+    if portfolios:
+        portfolio_table(portfolios)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._checks import as_int
-from .strategies import WEIGHT_KINDS, weights_kernel
+from .strategies import WEIGHT_KINDS
 
 __all__ = ["KINDS", "N_METRICS", "PORTFOLIO_KINDS", "SUPPORTED", "metrics", "portfolio_metrics"]
 
@@ -544,8 +544,6 @@ def metrics_nb(
 
 # ############# Portfolios: from_orders, target percent, cash shared ############# #
 
-_target_weights_1d_nb = weights_kernel()
-
 
 @njit(**_JIT)
 def trade_pnl_nb(size: float, entry_price: float, entry_fees: float, exit_price: float,
@@ -612,26 +610,37 @@ def portfolio_metrics_1d_nb(
         for a in range(a_n):
             if pos[a] != 0:
                 value_now += pos[a] * close[i, a]
-        for a in range(a_n):  # approx_order_value_nb, then insert_argsort_nb
-            order_value[a] = weights[i, a] * value_now - pos[a] * close[i, a]
-            seq[a] = a
+        # approx_order_value_nb, then insert_argsort_nb: the orders sorted by
+        # value (stable), those without a size (NaN) last. Those change
+        # nothing but the rounding of cash and position to 0 that
+        # execute_order_nb does on every call, which does not depend on
+        # their order: they are left out of the sort and rounded below.
+        n_sized = 0
+        for a in range(a_n):
             cash_flow[a] = 0.0
             asset_flow[a] = 0.0
-        for j in range(1, a_n):
-            v_j = order_value[j]
-            s_j = seq[j]
-            k = j - 1
-            while k >= 0 and (order_value[k] > v_j or np.isnan(order_value[k])):
+            value_a = weights[i, a] * value_now - pos[a] * close[i, a]
+            if np.isnan(value_a):
+                continue
+            k = n_sized - 1
+            while k >= 0 and order_value[k] > value_a:
                 order_value[k + 1] = order_value[k]
                 seq[k + 1] = seq[k]
                 k -= 1
-            order_value[k + 1] = v_j
-            seq[k + 1] = s_j
+            order_value[k + 1] = value_a
+            seq[k + 1] = a
+            n_sized += 1
         for j in range(a_n):
-            col = seq[j]
             # execute_order_nb: numerical stability (kept even when no order fills)
             if is_close_nb(cash, 0):
                 cash = 0.0
+            if j >= n_sized:  # the orders without a size: only the rounding
+                if j == n_sized:
+                    for a in range(a_n):
+                        if np.isnan(weights[i, a]) and is_close_nb(pos[a], 0):
+                            pos[a] = 0.0
+                continue
+            col = seq[j]
             position = pos[col]
             if is_close_nb(position, 0):
                 position = 0.0
@@ -774,15 +783,8 @@ def portfolio_metrics_1d_nb(
 @njit(parallel=True, **_JIT)
 def portfolio_metrics_nb(
     close: np.ndarray,
+    weights: np.ndarray,
     n_assets: int,
-    kind: int,
-    every: int,
-    band: float,
-    base: np.ndarray,
-    lookback: int,
-    long_only: bool,
-    shrink: float,
-    iterations: int,
     init_cash: float,
     fees: float,
     slippage: float,
@@ -790,11 +792,10 @@ def portfolio_metrics_nb(
     block: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Metrics of every scenario of close (float64 [T, scenarios x
-    n_assets], each scenario's assets side by side): float64 [scenarios,
-    10], contributions [scenarios, n_assets], and a bool [scenarios] mask of
-    scenarios with a price that is not finite and > 0 (their rows are NaN).
-    The target weights come from the strategies' own kernel, scenario by
-    scenario (the same function the vectorbt backend calls)."""
+    n_assets], each scenario's assets side by side) held at weights (the
+    same shape, NaN = no order): float64 [scenarios, 10], contributions
+    [scenarios, n_assets], and a bool [scenarios] mask of scenarios with a
+    price that is not finite and > 0 (their rows are NaN)."""
     n_rows = close.shape[0]
     n_groups = close.shape[1] // n_assets
     out = np.full((n_groups, N_METRICS), np.nan)
@@ -813,13 +814,12 @@ def portfolio_metrics_nb(
                 for a in range(n_assets):
                     x = close[i, g * n_assets + a]
                     c[i, a] = x
+                    w[i, a] = weights[i, g * n_assets + a]
                     if not (x > 0 and x < np.inf):
                         ok = False
             if not ok:
                 bad[g] = True
                 continue
-            _target_weights_1d_nb(c, kind, every, band, base, lookback, long_only, shrink,
-                                  iterations, w)  # fmt: skip
             portfolio_metrics_1d_nb(
                 c, w, init_cash, fees, slippage, ann_factor, rets, state, seq, out[g], contrib[g]
             )
@@ -931,32 +931,28 @@ def metrics(
 
 
 def portfolio_metrics(
-    kind: str,
     close: np.ndarray,
+    weights: np.ndarray,
     n_assets: int,
-    params: dict,
     init_cash: float,
     fees: float,
     slippage: float,
     ann_factor: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """vectorbt's metrics of a portfolio strategy ``kind`` (one of
-    :data:`PORTFOLIO_KINDS`) on every scenario, and each asset's
-    contribution to its total return.
+    """vectorbt's metrics of one cash-sharing portfolio per scenario held at
+    target weights, and each asset's contribution to its total return.
 
     close: float64 [T, scenarios x n_assets] (each scenario's assets side by
-    side, row 0 the start prices, all finite and > 0). params: the
-    strategy's ``kernel_params(n_assets)``. init_cash, fees, slippage,
-    ann_factor: as :func:`metrics`.
+    side, row 0 the start prices, all finite and > 0). weights: the same
+    shape, the target fraction of the portfolio value per asset and day
+    (a portfolio strategy's ``target_weights(close, n_assets)``), NaN where
+    no order is sent. init_cash, fees, slippage, ann_factor: as
+    :func:`metrics`.
 
     Returns (float64 [scenarios, 10] in METRICS order, float64 [scenarios,
     n_assets]: each asset's profit over the path, after its fees and
     slippage, / init_cash; a row adds up to the scenario's total return).
     """
-    if not isinstance(kind, str) or kind not in PORTFOLIO_KINDS:
-        raise ValueError(
-            f"unknown portfolio kind {kind!r}: supported kinds are {sorted(PORTFOLIO_KINDS)}"
-        )
     if not isinstance(close, np.ndarray) or close.ndim != 2 or close.dtype.kind not in "fiu":
         raise ValueError(
             "close must be a 2-D numpy array of real numbers [T, scenarios x assets], got "
@@ -969,9 +965,13 @@ def portfolio_metrics(
         raise ValueError(
             f"close has {close.shape[1]} columns, not a multiple of n_assets={n_assets}"
         )
-    base = np.ascontiguousarray(params["base"], dtype=np.float64).reshape(-1)
-    if WEIGHT_KINDS[kind] == 0 and base.shape != (n_assets,):
-        raise ValueError(f"weights must have {n_assets} entries, got {base.shape[0]}")
+    if not isinstance(weights, np.ndarray) or weights.shape != close.shape:
+        raise ValueError(
+            f"weights must be a numpy array shaped like close {close.shape}, got "
+            f"{getattr(weights, 'shape', type(weights).__name__)}"
+        )
+    if weights.dtype.kind not in "fiu" or np.isinf(weights).any():
+        raise ValueError("weights must hold finite numbers (NaN: no order)")
     init_cash = _scalar("init_cash", init_cash, 0.0)
     if init_cash <= 0:
         raise ValueError(f"init_cash must be > 0, got {init_cash!r}")
@@ -981,11 +981,10 @@ def portfolio_metrics(
     if ann_factor <= 0:
         raise ValueError(f"ann_factor must be > 0, got {ann_factor!r}")
     close = np.ascontiguousarray(close, dtype=np.float64)
+    weights = np.ascontiguousarray(weights, dtype=np.float64)
     out, contrib, bad = portfolio_metrics_nb(
-        close, n_assets, WEIGHT_KINDS[kind], int(params["every"]), float(params["band"]), base,
-        int(params["lookback"]), bool(params["long_only"]), float(params["shrink"]),
-        int(params["iterations"]), init_cash, fees, slippage, ann_factor, _GROUP_BLOCK,
-    )  # fmt: skip
+        close, weights, n_assets, init_cash, fees, slippage, ann_factor, _GROUP_BLOCK
+    )
     if bad.any():
         groups = np.flatnonzero(bad)
         raise ValueError(

@@ -170,9 +170,10 @@ def fast_metrics(
     close = np.ascontiguousarray(close, dtype=np.float64)
     contrib = None
     if strategy.portfolio_kind == "grouped":
+        weights = strategy.target_weights(close, n_assets)
         out, contrib = _backtest_nb.portfolio_metrics(
-            strategy.fast, close, n_assets, strategy.kernel_params(n_assets), config.init_cash,
-            config.fees, config.slippage, config.ann_factor,
+            close, weights, n_assets, config.init_cash, config.fees, config.slippage,
+            config.ann_factor,
         )  # fmt: skip
     else:
         out = _backtest_nb.metrics(

@@ -14,7 +14,8 @@ percent (``from_orders``): :class:`VolatilityTarget`; for several assets, one
 portfolio per scenario with its cash shared (:class:`PortfolioStrategy`):
 :class:`EqualWeight`, :class:`FixedWeights`, :class:`InverseVolatility`,
 :class:`MinimumVariance`, whose target weights come from one numba-compilable
-function, :func:`target_weights_1d`. :class:`Custom` wraps a user callable.
+function, :func:`target_weights_1d` (compiled by numba on first use).
+:class:`Custom` wraps a user callable.
 """
 
 from __future__ import annotations
@@ -304,7 +305,10 @@ def target_weights_1d(
                 for a in range(a_n):
                     out[i, a] = base[a]
         return
-    rets = np.empty((lookback, a_n))
+    rets = np.empty((n, a_n))  # daily log returns, row j: day j - 1 to day j
+    for j in range(1, n):
+        for a in range(a_n):
+            rets[j, a] = np.log(close[j, a] / close[j - 1, a])
     mean = np.empty(a_n)
     cov = np.empty((a_n, a_n))
     x = np.empty(a_n)
@@ -312,17 +316,16 @@ def target_weights_1d(
     v = np.empty(a_n)
     g = np.empty(a_n)
     for i in range(lookback, n, every):
+        first = i - lookback + 1  # the window: returns of days first .. i
         for a in range(a_n):
             s = 0.0
-            for j in range(lookback):
-                r = np.log(close[i - lookback + 1 + j, a] / close[i - lookback + j, a])
-                rets[j, a] = r
-                s += r
+            for j in range(first, i + 1):
+                s += rets[j, a]
             mean[a] = s / lookback
         for a in range(a_n):
-            for b in range(a, a_n):
+            for b in range(a, a_n if kind == 2 else a + 1):  # inverse vol: variances only
                 s = 0.0
-                for j in range(lookback):
+                for j in range(first, i + 1):
                     s += (rets[j, a] - mean[a]) * (rets[j, b] - mean[b])
                 cov[a, b] = s / (lookback - 1)
                 cov[b, a] = cov[a, b]
@@ -371,13 +374,18 @@ def target_weights_1d(
                 out[i, a] = x[a] / tot
             continue
         # long only: accelerated projected gradient (FISTA) on the simplex,
-        # step 1 / L with L the largest row sum of |S| (>= its top eigenvalue)
+        # step 1 / L with L the largest row sum of |S| (>= its top eigenvalue),
+        # at most ``iterations`` steps, fewer once a step moves no weight by
+        # more than 1e-10; cov is divided by L once
         lip = 0.0
         for a in range(a_n):
             s = 0.0
             for b in range(a_n):
                 s += abs(cov[a, b])
             lip = max(lip, s)
+        for a in range(a_n):
+            for b in range(a_n):
+                cov[a, b] /= lip
         for a in range(a_n):
             x[a] = 1.0 / a_n
             y[a] = x[a]
@@ -387,22 +395,32 @@ def target_weights_1d(
                 s = 0.0
                 for b in range(a_n):
                     s += cov[a, b] * y[b]
-                g[a] = y[a] - s / lip
-            # projection onto {w >= 0, sum w = 1}: sort descending, find the threshold
-            srt = np.sort(g)[::-1]
+                g[a] = y[a] - s
+            # projection onto {w >= 0, sum w = 1}: sorted descending (v, by
+            # insertion), the threshold theta from the largest prefix that stays positive
+            for a in range(a_n):
+                k = a - 1
+                while k >= 0 and v[k] < g[a]:
+                    v[k + 1] = v[k]
+                    k -= 1
+                v[k + 1] = g[a]
             css = 0.0
             theta = 0.0
             for k in range(a_n):
-                css += srt[k]
+                css += v[k]
                 th = (css - 1.0) / (k + 1)
-                if srt[k] - th > 0:
+                if v[k] - th > 0:
                     theta = th
             t_next = (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0
+            moved = 0.0
             for a in range(a_n):
-                v[a] = max(g[a] - theta, 0.0)
-                y[a] = v[a] + ((t - 1.0) / t_next) * (v[a] - x[a])
-                x[a] = v[a]
+                w_a = max(g[a] - theta, 0.0)
+                moved = max(moved, abs(w_a - x[a]))
+                y[a] = w_a + ((t - 1.0) / t_next) * (w_a - x[a])
+                x[a] = w_a
             t = t_next
+            if moved <= 1e-10:
+                break
         tot = 0.0
         for a in range(a_n):
             tot += x[a]
@@ -410,16 +428,47 @@ def target_weights_1d(
             out[i, a] = x[a] / tot
 
 
+# Set by weights_kernel() when it compiles: the compiled one-scenario kernel
+# and numba's parallel range (plain ``range`` until then).
+_weights_1d = target_weights_1d
+_prange = range
+
+
+def target_weights_2d(
+    close, n_assets, kind, every, band, base, lookback, long_only, shrink, iterations, out
+):  # fmt: skip
+    """:func:`target_weights_1d` on every scenario of close (float64 [T,
+    scenarios x n_assets], each scenario's assets side by side) into out
+    (the same shape), scenarios in parallel once compiled."""
+    n = close.shape[0]
+    for g in _prange(close.shape[1] // n_assets):
+        c = np.empty((n, n_assets))
+        w = np.empty((n, n_assets))
+        for i in range(n):
+            for a in range(n_assets):
+                c[i, a] = close[i, g * n_assets + a]
+        _weights_1d(c, kind, every, band, base, lookback, long_only, shrink, iterations, w)
+        for i in range(n):
+            for a in range(n_assets):
+                out[i, g * n_assets + a] = w[i, a]
+
+
 _KERNEL: list = []
 
 
 def weights_kernel():
-    """:func:`target_weights_1d` compiled by numba (imported here, on first
-    use; cached on disk): the one function both backends call."""
+    """:func:`target_weights_2d` compiled by numba (imported here, on first
+    use; cached on disk with the one-scenario kernel, in this file, so a
+    change to either recompiles both): the one function both backends
+    take their weights from, so they trade on the same numbers."""
+    global _weights_1d, _prange
     if not _KERNEL:
         import numba
 
-        _KERNEL.append(numba.njit(cache=True, error_model="numpy")(target_weights_1d))
+        _weights_1d = numba.njit(cache=True, error_model="numpy")(target_weights_1d)
+        _prange = numba.prange
+        jit = numba.njit(parallel=True, cache=True, error_model="numpy")
+        _KERNEL.append(jit(target_weights_2d))
     return _KERNEL[0]
 
 
@@ -459,15 +508,15 @@ class PortfolioStrategy(Strategy):
         columns] (each scenario's ``n_assets`` columns side by side): NaN
         where no order is sent."""
         p = self.kernel_params(n_assets)
-        kernel = weights_kernel()
         close = np.ascontiguousarray(close, dtype=np.float64)
+        if close.ndim != 2 or close.shape[1] % n_assets:
+            raise ValueError(f"close must be [T, scenarios x {n_assets}], got shape {close.shape}")
         out = np.empty_like(close)
-        for s in range(0, close.shape[1], n_assets):
-            block = np.ascontiguousarray(close[:, s : s + n_assets])
-            w = np.empty_like(block)
-            kernel(block, WEIGHT_KINDS[self.fast], p["every"], p["band"], p["base"],
-                   p["lookback"], p["long_only"], p["shrink"], p["iterations"], w)  # fmt: skip
-            out[:, s : s + n_assets] = w
+        weights_kernel()(
+            close, n_assets, WEIGHT_KINDS[self.fast], int(p["every"]), float(p["band"]),
+            np.ascontiguousarray(p["base"], dtype=np.float64), int(p["lookback"]),
+            bool(p["long_only"]), float(p["shrink"]), int(p["iterations"]), out,
+        )  # fmt: skip
         return out
 
     def portfolio(self, close, *, fees, slippage, init_cash, freq, group_by=None):
