@@ -26,6 +26,7 @@ from ._checks import as_float, as_int
 from ._files import atomic_path, atomic_write, check_free_space
 from ._progress import progress_bar
 from ._version import __version__
+from .datasets import DATASETS
 
 # ScenarioVAE's default decoder (stressvae.model.DEFAULT_DECODER; a test
 # checks they agree), here without importing torch for --help.
@@ -130,6 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         likelihood=args.likelihood,
         decoder=args.decoder,
         rnn_hidden=args.rnn_hidden,
+        factors=args.factors,
     )
     say(f"model     {model!r}")
     trainer = Trainer(
@@ -343,14 +345,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     say = (lambda *a: None) if args.quiet else print
     t_start = time.perf_counter()
     out = _check_out(args.out, folder=True)
-    strategy = strategies.parse(args.strategy)
-    data = WindowData.from_prices(load_dataset("sp500"), window=args.window)
-    say(f"data      sp500: {len(data.windows):,} windows of {args.window} days, "
+    prices = load_dataset(args.data)
+    several = prices.shape[1] > 1
+    spec = args.strategy or ("equal_weight" if several else "ma:10,40")
+    strategy = strategies.parse(spec)
+    strategy = strategy.bind(list(prices.columns))  # weights by name or count: checked now
+    window = args.window or (64 if several else 128)
+    data = WindowData.from_prices(prices, window=window)
+    say(f"data      {args.data}: {len(data.windows):,} windows of {window} days x "
+        f"{data.n_assets} asset(s), "
         f"{data.returns.index[0].date()}..{data.returns.index[-1].date()}")  # fmt: skip
     model_path, meta_path = out / "model.safetensors", out / "model.json"
     want = {
-        "data": "sp500", "window": args.window, "seed": args.seed, "decoder": args.decoder,
-        "version": __version__,
+        "data": args.data, "window": window, "seed": args.seed, "decoder": args.decoder,
+        "factors": args.factors, "epochs": args.epochs, "version": __version__,
     }  # fmt: skip
     history = None
     cached = (
@@ -368,8 +376,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         say(f"model     reusing {model_path} (--retrain to train again)")
     else:
         torch.manual_seed(args.seed)
-        model = ScenarioVAE(window=args.window, decoder=args.decoder)
-        history = Trainer(seed=args.seed, progress=not args.quiet).fit(model, data)
+        model = ScenarioVAE(
+            window=window, n_assets=data.n_assets, decoder=args.decoder, factors=args.factors
+        )
+        trainer = Trainer(max_epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+        history = trainer.fit(model, data)
         out.mkdir(parents=True, exist_ok=True)
         model.save(model_path)
         csv = history.to_frame().reset_index().to_csv(index=False)
@@ -563,21 +574,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="the whole stress test on real S&P 500 data, with an HTML report",
+        help="the whole stress test on real market data, with an HTML report",
         description=(
-            "Trains a ScenarioVAE on the bundled S&P 500 closes (or reuses the one cached in the "
-            "output folder), stress-tests a moving-average crossover on a million generated "
-            "markets plus a calm-to-crisis sweep and variations of the worst real windows, and "
-            "writes an HTML report."
+            "Trains a ScenarioVAE on bundled real closes (the S&P 500 by default, or 20 US "
+            "stocks with --data sp500_stocks; or reuses the model cached in the output folder), "
+            "stress-tests a strategy (a moving-average crossover on one asset, an equal-weight "
+            "portfolio on several) on a million generated markets plus a calm-to-crisis sweep "
+            "and variations of the worst real windows, and writes an HTML report."
         ),
     )
     demo.add_argument(
         "--n", type=_positive_int, default=1_000_000, help="prior scenarios (default 1e6)"
     )
-    demo.add_argument("--strategy", default="ma:10,40", help="strategy spec (default ma:10,40)")
     demo.add_argument(
-        "--window", type=_positive_int, default=128, help="days per window (default 128)"
-    )
+        "--data", default="sp500", choices=sorted(DATASETS),
+        help="bundled dataset: sp500 (default), sp500_nasdaq, sp500_stocks (20 US stocks)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--strategy", default=None,
+        help="strategy spec (default ma:10,40 for one asset, equal_weight for several)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--window", type=_positive_int, default=None,
+        help="days per window (default 128 for one asset, 64 for several)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--factors", type=int, default=None,
+        help="common factors of the model (default 0 for one asset, min(4, assets - 1))",
+    )  # fmt: skip
     demo.add_argument(
         "--fees", type=float, default=0.001, help="fees per trade, fraction (default 0.001)"
     )
@@ -597,6 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--horizon", type=_positive_int, default=None,
         help="days per path (default: the window, at least the strategy's warm-up x 2)",
     )  # fmt: skip
+    demo.add_argument(
+        "--epochs", type=_positive_int, default=200, help="training epochs at most (default 200)"
+    )
     demo.add_argument("--retrain", action="store_true", help="train even if a cached model fits")
     demo.add_argument(
         "--realism", action="store_true", help="add the realism section (baselines; ~2 min more)"
@@ -608,8 +635,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--data",
             default="sp500",
-            help="bundled dataset (sp500, sp500_nasdaq, sp500_stocks) or a CSV / parquet file of daily "
-            "prices: a date column, then one column per asset (default sp500)",
+            help="bundled dataset (sp500, sp500_nasdaq, sp500_stocks) or a CSV / parquet file "
+            "of daily prices: a date column, then one column per asset (default sp500)",
         )
         p.add_argument(
             "--missing",
@@ -672,6 +699,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--rnn-hidden", type=_positive_int, default=128, help="GRU state width (default 128)"
     )
+    train.add_argument(
+        "--factors", type=int, default=None,
+        help="common factors, how assets move together (0..assets; default 0 for one asset, "
+        "min(4, assets - 1) otherwise)",
+    )  # fmt: skip
     train.add_argument("--beta", type=float, default=1.0, help="KL weight (default 1)")
     train.add_argument(
         "--epochs", type=_positive_int, default=200, help="at most this many (default 200)"

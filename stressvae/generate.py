@@ -526,7 +526,7 @@ class ScenarioGenerator:
             z = native.sample_latent(mu, lv, index=index, **kw)
         eps, eta = native.rollout_noise(
             m, horizon, self.n_assets, self.latent_dim, seed=seed, offset=offset,
-            drift=phi < 1.0, device=str(dev),
+            drift=phi < 1.0, device=str(dev), factors=self.model.factors,
         )  # fmt: skip
         with torch.no_grad():
             x = self.model.rollout_scaled(z, horizon, eps, phi=phi, eta=eta)

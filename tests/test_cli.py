@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -392,3 +393,26 @@ def test_a_bug_keeps_its_traceback_and_help_says_so(monkeypatch, capsys):
     assert capsys.readouterr().err == "stressvae: interrupted (Ctrl-C)\n"
     help_text = " ".join(cli_mod.build_parser().format_help().split())
     assert "130 Ctrl-C, 143 SIGTERM" in help_text and "prints a traceback and exits 1" in help_text
+
+
+@pytest.mark.slow
+def test_demo_on_several_assets_stress_tests_a_portfolio(tmp_path):
+    """--data sp500_nasdaq: a factor model on both indices, an equal-weight
+    portfolio by default, then fixed weights by name on the cached model."""
+    out = tmp_path / "demo"
+    common = ["--data", "sp500_nasdaq", "--window", "32", "--epochs", "3", "--out", str(out)]
+    res = cli("demo", *common, "--n", "2000", "--device", "cpu", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "Stress test: EqualWeight" in (out / "report.html").read_text()
+    model = json.loads((out / "model.json").read_text())
+    assert model["data"] == "sp500_nasdaq" and model["window"] == 32
+    res = cli("demo", *common, "--n", "2000", "--device", "cpu",
+              "--strategy", "weights:SP500=0.7,NASDAQ=0.3")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "reusing" in res.stdout and "FixedWeights" in res.stdout
+    # weights that do not fit the data: one line, exit 2, before any training
+    for spec, what in (("weights:0.5,0.3,0.2", "weights"), ("weights:SPX=1", "SPX")):
+        res = cli("demo", *common, "--strategy", spec, "--out", str(tmp_path / "bad"))
+        assert res.returncode == 2, res.stderr
+        assert what in res.stderr and len(res.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "bad").exists()
