@@ -276,9 +276,10 @@ def portfolio_case(name: str, total: int, subset: int, seed: int, repeats: int) 
 
 
 def portfolio_table(rows: list) -> None:
+    n = f"{rows[0]['total']:,}" if rows else "all"
     print(
         "\n| portfolio case (20 assets x 64 days) | vectorbt, subset (median s) | fast, subset "
-        "| ratio, subset | vectorbt scaled to 100k | fast, 100k | ratio, 100k |"
+        f"| ratio, subset | vectorbt scaled to {n} | fast, {n} | ratio, {n} |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:

@@ -31,6 +31,14 @@ returns statistics, drawdown and trades in registers; the returns are kept
 in a buffer too, for the second pass of the variance (numba's
 ``np.nanvar`` subtracts the mean first). Memory beyond the input and the
 [paths, 10] output: a few buffers of ``T`` floats per block of columns.
+
+For the portfolio strategies (several assets, one cash-sharing portfolio
+per scenario) :func:`portfolio_metrics` takes the close matrix and the
+strategy's target weights (``PortfolioStrategy.target_weights``, NaN = no
+order) and reproduces ``Portfolio.from_orders(size_type="targetpercent",
+cash_sharing=True, call_seq="auto")`` order by order
+(:func:`portfolio_metrics_1d_nb`), with the same metrics and each asset's
+contribution (its ``total_profit`` / init_cash), bit for bit.
 """
 
 from __future__ import annotations

@@ -541,6 +541,8 @@ def _run_chunk(chunk, strategy: Strategy, config: BacktestConfig, use_fast: bool
     m, h, a = chunk.returns.shape
     grouped = strategy.portfolio_kind == "grouped"
     cells = VECTORBT_CHUNK_CELLS if not use_fast else FAST_CHUNK_CELLS
+    if use_fast and grouped:  # the weights array beside the prices
+        cells //= 2
     step = max(1, cells // ((h + 1) * a))
     ids = np.asarray(chunk.tags["scenario"] if "scenario" in chunk.tags else range(m))
     parts, contribs = [], []

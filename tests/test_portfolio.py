@@ -317,3 +317,31 @@ def test_bad_prices_name_the_scenario():
     for backend in ("fast", "vectorbt"):
         with pytest.raises(ValueError, match="the first is scenario 17, asset 'CCC'"):
             backtest(sc, S.EqualWeight(), backend=backend)
+
+
+@pytest.mark.slow
+def test_dask_engine_carries_contributions():
+    """engine="dask" gives the local metrics and contributions, bit for bit."""
+    pytest.importorskip("distributed")
+    import stressvae as sv
+    from stressvae.backtesting import backtest_plan
+    from stressvae.distributed import local_client
+
+    rng = np.random.default_rng(4)
+    idx = pd.bdate_range("2000-01-03", periods=800)
+    prices = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 0.01, (800, 3)), axis=0)),
+                          columns=["X", "Y", "Z"], index=idx)  # fmt: skip
+    data = sv.WindowData.from_prices(prices, window=32)
+    gen = sv.ScenarioGenerator(sv.ScenarioVAE(window=32, n_assets=3), data, device="cpu")
+    strategy = S.FixedWeights({"X": 0.5, "Z": 0.5}, every=5, band=0.03)
+    kw = dict(n=3001, seed=2, fees=0.001, slippage=0.0005)
+    local = backtest(gen, strategy, **kw)
+    with local_client(2) as client:
+        dask = backtest(gen, strategy, engine="dask", client=client, shards=5, **kw)
+        metrics, used, _, contrib = backtest_plan(
+            gen, gen.prior_plan(500), 3, 32, "keep", strategy, local.config, client=client,
+            shards=3, contributions=True,
+        )  # fmt: skip
+    assert dask.metrics.equals(local.metrics) and dask.contributions.equals(local.contributions)
+    assert list(dask.contributions.columns) == ["X", "Y", "Z"] and used == "fast"
+    assert (contrib["Y"] == 0).all() and len(contrib) == len(metrics) == 500
