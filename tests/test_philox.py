@@ -3,6 +3,8 @@ numpy twin to the bit, and accuracy against float64 libm."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -131,3 +133,25 @@ def test_fmaf_twin_is_correctly_rounded():
     # ordinary values agree with float64 evaluation
     x = np.float32([0.5, -3.25, 7.0])
     assert np.array_equal(ref.fmaf(x, x, x), (x.astype(np.float64) ** 2 + x).astype(np.float32))
+
+
+def test_stream_tags_never_overlap(rng):
+    """Every tag of docs/native.md, fixed forever: the per-day families
+    (base + day, day < MAX_HORIZON) do not reach each other or the fixed
+    tags, and the factor streams are the documented numbers of the twin."""
+    from stressvae import native
+
+    fixed = [native.TAG_LATENT, native.TAG_OBSERVATION, native.TAG_FACTOR]
+    assert fixed == [0, 1, 2]
+    bases = [native.TAG_STEP, native.TAG_DRIFT, native.TAG_FACTOR_STEP]
+    assert bases == [0x01000000, 0x02000000, 0x03000000]
+    spans = [(t, t) for t in fixed] + [(b, b + native.MAX_HORIZON - 1) for b in bases]
+    spans.sort()
+    for (_, hi), (lo, _) in itertools.pairwise(spans):
+        assert hi < lo
+    # the normals of a factor stream: the twin's, element for element
+    seed, offset = int(rng.integers(1 << 62)), int(rng.integers(1 << 40))
+    for tag in (native.TAG_FACTOR, native.TAG_FACTOR_STEP + 251):
+        got = native.normals(5, 7, seed=seed, offset=offset, tag=tag)
+        want = ref.normals(5, 7, seed=seed, offset=offset, tag=tag)
+        assert np.array_equal(got.view(np.uint32), np.asarray(want, np.float32).view(np.uint32))
