@@ -11,15 +11,19 @@ has the :class:`~stressvae.generate.ScenarioGenerator` sampling interface:
   (mean and full covariance of the training windows).
 - :class:`BootstrapBaseline`: the stationary block bootstrap (Politis and
   Romano 1994) of the training return series, all assets' rows jointly.
-- :class:`GarchBaseline`: a GARCH(1,1) with Student-t errors per asset,
-  joined by a Gaussian copula with constant correlation.
+- :class:`GarchBaseline`: a GJR-GARCH(1,1) with Student-t errors per
+  asset (a leverage effect), joined by a Gaussian copula with constant
+  correlation.
 
 Randomness comes from :func:`stressvae.native.normals` (one stream per
 baseline, tags :data:`TAG_GAUSSIAN`, :data:`TAG_BOOTSTRAP`,
 :data:`TAG_GARCH`), one row per scenario (per window of a scenario for the
-Gaussian), and every step after the draw is elementwise, so scenario ``i``
-depends only on (fitted baseline, seed, i, horizon): the same bits whatever
-``n``, chunk size or thread count.
+Gaussian). Every step after the draw is elementwise or a matrix product run
+on aligned blocks of fixed shape (BLAS picks its kernel by shape and
+position, so a plain product could give a row other bits in another chunk),
+so scenario ``i`` depends only on (fitted baseline, seed, i, horizon): the
+same bits whatever ``n`` or chunk size (and, measured with OpenBLAS, the
+same with 1 or 2 BLAS threads).
 
 The training part of the return series is the set of returns that the
 training windows cover (:func:`training_returns`): with a holdout
@@ -30,6 +34,7 @@ like the bootstrap's own wrap-around).
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Iterator
@@ -43,8 +48,10 @@ from .generate import SETS, Scenarios, memory_budget
 
 __all__ = [
     "BURN_IN",
+    "START_PATHS",
     "TAG_BOOTSTRAP",
     "TAG_GARCH",
+    "TAG_GARCH_START",
     "TAG_GAUSSIAN",
     "BootstrapBaseline",
     "GarchBaseline",
@@ -55,10 +62,14 @@ __all__ = [
 TAG_GAUSSIAN = 16  # native.normals stream of GaussianBaseline
 TAG_BOOTSTRAP = 17  # ... of BootstrapBaseline
 TAG_GARCH = 18  # ... of GarchBaseline
-BURN_IN = 500  # days simulated and dropped before a GARCH path is kept
+TAG_GARCH_START = 19  # ... of GarchBaseline's start states (seed 0, at fit time)
+BURN_IN = 500  # days each of GarchBaseline's start paths runs
+MAX_PERSISTENCE = 0.999  # GARCH burn-ins start at the sample variance from here on
+START_PATHS = 8192  # GarchBaseline's start states (a sample of the stationary variances)
 MIN_GARCH_ROWS = 250  # fewest training returns a GARCH(1,1)-t fit is attempted on
 GARCH_SCALE = 100.0  # the GARCH is fitted to and simulated in percent log returns
 _MAX_HORIZON = 1 << 24
+_GAUSSIAN_BLOCK = 4096  # stream rows per BLAS product of GaussianBaseline
 _JITTERS = (0.0, 1e-12, 1e-10, 1e-8, 1e-6, 1e-4)  # x mean variance, tried in turn
 
 
@@ -135,8 +146,11 @@ class _Baseline:
         self.asset_names = list(data.asset_names)
 
     # subclasses ---------------------------------------------------------
-    def _generate(self, seed: int, start: int, m: int, horizon: int) -> np.ndarray:
-        """Scenarios start .. start + m - 1: float32 [m, horizon, assets]."""
+    def _generate(
+        self, seed: int, start: int, m: int, horizon: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Scenarios start .. start + m - 1: float32 [m, horizon, assets]
+        (written into ``out`` when given, a C-contiguous array of that shape)."""
         raise NotImplementedError
 
     def _bytes_per_scenario(self, horizon: int) -> int:
@@ -166,11 +180,19 @@ class _Baseline:
         )
         return n, seed, cs, h
 
+    def _align(self, horizon: int) -> int:
+        """Scenarios per aligned block of the baseline's matrix products:
+        default chunks are whole blocks (no padding work)."""
+        return 1
+
     def _default_chunk(self, horizon: int) -> int:
         """Scenarios per chunk: about ``_chunk_budget`` bytes of working
-        memory (less when memory is short), at least 256."""
+        memory (less when memory is short), at least 256, rounded down to
+        whole aligned blocks (at least one)."""
         budget = memory_budget(self._chunk_budget)
-        return max(256, budget // max(1, self._bytes_per_scenario(horizon)))
+        cs = max(256, budget // max(1, self._bytes_per_scenario(horizon)))
+        align = self._align(horizon)
+        return max(align, cs - cs % align)
 
     def _scenarios(self, returns: np.ndarray, start: int, seed: int, horizon: int) -> Scenarios:
         import pandas as pd
@@ -204,7 +226,7 @@ class _Baseline:
         out = np.empty((n, h, self.n_assets), dtype=np.float32)
         for start in range(0, n, cs):
             m = min(cs, n - start)
-            out[start : start + m] = self._generate(seed, start, m, h)
+            self._generate(seed, start, m, h, out=out[start : start + m])
         return self._scenarios(out, 0, seed, h)
 
     def iter_chunks(
@@ -233,29 +255,50 @@ class _Baseline:
 
 
 # ------------------------------------------------------------------ gaussian
-def _affine_rows(z: np.ndarray, mean: np.ndarray, lower: np.ndarray, block: int = 2048):
-    """``mean + lower @ z[r]`` for every row r of z: float32 [rows, d].
+def _aligned_matmul(
+    x: np.ndarray,
+    mt: np.ndarray,
+    first_row: int,
+    block: int,
+    out: np.ndarray | None = None,
+    blas: bool = True,
+) -> np.ndarray:
+    """``x @ mt`` (float32) where row r of ``x`` is global row ``first_row + r``.
 
-    Elementwise numpy operations in a fixed order (for each j, column j of
-    ``lower`` times z[:, j] added to the running sums of outputs j..d-1), so
-    every row's result is the same bits whatever the number of rows; a BLAS
-    matrix product may pick other kernels (and summation orders) for other
-    row counts. Works on transposed blocks of rows: long inner loops."""
-    rows, d = z.shape
-    out = np.empty((rows, d), dtype=np.float32)
-    tmp = np.empty((d, min(block, rows)), dtype=np.float32)
-    acc = np.empty((d, min(block, rows)), dtype=np.float32)
-    col = mean.astype(np.float32)[:, None]
-    for r0 in range(0, rows, block):
-        zt = np.ascontiguousarray(z[r0 : r0 + block].T)  # [d, b]
-        b = zt.shape[1]
-        ot = acc[:, :b]
-        ot[...] = col
-        for j in range(d):
-            t = tmp[: d - j, :b]
-            np.multiply(lower[j:, j, None], zt[j], out=t)
-            ot[j:] += t
-        out[r0 : r0 + b] = ot.T
+    BLAS picks kernels (and summation orders) by the shape of a product and
+    a row's position in it (one row alone goes through a matrix-vector
+    kernel, for one), so a plain product could give a row other bits in
+    another chunk. Here the global rows are cut into aligned blocks of
+    ``block`` rows, ``[k * block, (k + 1) * block)``, and each block is one
+    product of shape ``[block, d_in] @ [d_in, d_out]`` (zero rows fill the
+    parts of a block outside ``x``): every row's bits then depend only on
+    its global row, whatever the chunking. ``blas=False``: numpy's einsum
+    loops instead of BLAS (faster for small matrices, e.g. 20 x 20, and
+    single-threaded: for callers that run in threads themselves)."""
+
+    def product(a: np.ndarray, dst: np.ndarray) -> None:
+        if blas:
+            np.matmul(a, mt, out=dst)
+        else:
+            np.einsum("ij,jk->ik", a, mt, out=dst, optimize=False)
+
+    rows, d_in = x.shape
+    if out is None:
+        out = np.empty((rows, mt.shape[1]), dtype=np.float32)
+    if rows == 0:
+        return out
+    pad = np.zeros((block, d_in), dtype=np.float32)
+    g0 = first_row - first_row % block
+    for g in range(g0, first_row + rows, block):
+        lo, hi = max(g, first_row), min(g + block, first_row + rows)  # global rows in x
+        if lo == g and hi == g + block:
+            product(x[lo - first_row : hi - first_row], out[lo - first_row : hi - first_row])
+            continue
+        pad[...] = 0.0
+        pad[lo - g : hi - g] = x[lo - first_row : hi - first_row]
+        res = np.empty((block, mt.shape[1]), dtype=np.float32)
+        product(pad, res)
+        out[lo - first_row : hi - first_row] = res[lo - g : hi - g]
     return out
 
 
@@ -268,7 +311,9 @@ class GaussianBaseline(_Baseline):
     draws ``mean + L z`` with ``L`` the Cholesky factor of the covariance (a
     jitter of ``jitter`` times the mean variance on the diagonal when the
     covariance is not positive definite, e.g. fewer windows than
-    dimensions). Horizons longer than the window chain ``ceil(horizon /
+    dimensions), in float32, one BLAS product per aligned block of
+    ``_GAUSSIAN_BLOCK`` stream rows (:func:`_aligned_matmul`: the same bits
+    for a row whatever the chunking). Horizons longer than the window chain ``ceil(horizon /
     window)`` independent windows: window j of scenario i is draw
     ``i * k + j`` of the stream, as in the ScenarioGenerator.
 
@@ -308,19 +353,39 @@ class GaussianBaseline(_Baseline):
                 f"jitter of {_JITTERS[-1]:g} x the mean variance"
             )
         self.jitter = float(jitter)
-        self._lower = np.ascontiguousarray(chol, dtype=np.float32)
+        self._upper = np.ascontiguousarray(chol.T, dtype=np.float32)  # z @ L^T = (L z)^T
         self._mean32 = self.mean.astype(np.float32)
 
     def _bytes_per_scenario(self, horizon: int) -> int:
         k = -(-horizon // self.window)
         return 12 * k * self.dim
 
-    def _generate(self, seed: int, start: int, m: int, horizon: int) -> np.ndarray:
+    def _align(self, horizon: int) -> int:
+        k = -(-horizon // self.window)
+        return max(1, _GAUSSIAN_BLOCK // math.gcd(_GAUSSIAN_BLOCK, k))
+
+    def _generate(
+        self, seed: int, start: int, m: int, horizon: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
         k = -(-horizon // self.window)
         z = native.normals(m * k, self.dim, seed=seed, offset=start * k, tag=TAG_GAUSSIAN)
-        x = _affine_rows(z, self._mean32, self._lower)
+        whole = k * self.window == horizon
+        x = _aligned_matmul(
+            z,
+            self._upper,
+            start * k,
+            _GAUSSIAN_BLOCK,
+            out=out.reshape(m * k, -1) if (whole and out is not None) else None,
+        )
+        del z
+        x += self._mean32
         x = x.reshape(m, k * self.window, self.n_assets)
-        return x if k * self.window == horizon else np.ascontiguousarray(x[:, :horizon])
+        if whole:
+            return x
+        if out is None:
+            return np.ascontiguousarray(x[:, :horizon])
+        out[...] = x[:, :horizon]
+        return out
 
 
 # ------------------------------------------------------------------ bootstrap
@@ -439,8 +504,14 @@ class BootstrapBaseline(_Baseline):
         n, seed, _, h = self._check(n, seed, None, "keep", horizon)
         return self._index(seed, 0, n, h)
 
-    def _generate(self, seed: int, start: int, m: int, horizon: int) -> np.ndarray:
-        return self._rows32[self._index(seed, start, m, horizon)]
+    def _generate(
+        self, seed: int, start: int, m: int, horizon: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        idx = self._index(seed, start, m, horizon)
+        if out is None:
+            return self._rows32[idx]
+        np.take(self._rows32, idx, axis=0, out=out)
+        return out
 
     def __repr__(self) -> str:
         return (
@@ -452,7 +523,10 @@ class BootstrapBaseline(_Baseline):
 # ------------------------------------------------------------------ garch
 _T_STEP = 1.0 / 1024  # grid step of the Student-t quantile tables (in normal units)
 _T_ZMAX = 10.0  # tables cover |z| < this; larger |z| (practically never) are computed exactly
+_T_NODES = int(_T_ZMAX / _T_STEP) + 2  # table entries per asset
 _T_BLOCK = 1 << 16  # values per block of the table lookup (stays in cache)
+_THREADS = 2  # GarchBaseline runs the parts of a chunk in this many threads
+_COPULA_ROWS = 1 << 16  # about this many (scenario, day) rows per BLAS product of the copula
 
 
 def _t_quantile_exact(nu: float, z: np.ndarray) -> np.ndarray:
@@ -465,55 +539,71 @@ def _t_quantile_exact(nu: float, z: np.ndarray) -> np.ndarray:
     return np.copysign(q, z) * math.sqrt((nu - 2.0) / nu)
 
 
-class _TQuantile:
-    """z -> unit-variance Student-t(nu) quantile of ndtr(z), for float32
-    normals: linear interpolation in a table of the exact values (step
-    1/1024 on |z| < 10; the map is odd and smooth there, the relative
-    error is below 1e-6), exact beyond, value by value. scipy's stdtrit
-    costs ~0.2 us a value; a GARCH path of 64 days needs 564 draws per
-    asset."""
+class _TQuantiles:
+    """x [..., assets] -> unit-variance Student-t(nu_a) quantile of ndtr(x)
+    for every asset a (the last axis), for float32 normals: linear
+    interpolation in a table of the exact values (step 1/1024 on |x| < 10;
+    the map is odd and smooth there, the relative error is below 1e-6),
+    exact beyond, value by value. One table per asset, stacked, so that the
+    lookup runs on the interleaved layout without a transpose. scipy's
+    stdtrit costs ~0.2 us a value."""
 
-    def __init__(self, nu: float) -> None:
-        self.nu = float(nu)
-        grid = np.arange(0, int(_T_ZMAX / _T_STEP) + 2, dtype=np.float64) * _T_STEP
-        tab = _t_quantile_exact(self.nu, grid)
-        self.table = tab.astype(np.float32)
-        self.slope = np.diff(tab).astype(np.float32)
+    def __init__(self, nus: np.ndarray) -> None:
+        self.nus = np.asarray(nus, dtype=np.float64).reshape(-1)
+        grid = np.arange(_T_NODES, dtype=np.float64) * _T_STEP
+        tab = np.stack([_t_quantile_exact(nu, grid) for nu in self.nus])  # [assets, nodes]
+        slope = np.zeros_like(tab)
+        slope[:, :-1] = np.diff(tab, axis=1)
+        self.table = tab.astype(np.float32).reshape(-1)
+        self.slope = slope.astype(np.float32).reshape(-1)
         self.inv_step = np.float32(1.0 / _T_STEP)
 
-    def __call__(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """float32 normals (any shape) -> float32 t innovations, same shape;
-        computed in cache-sized blocks of the flattened array."""
-        z = np.ascontiguousarray(z, dtype=np.float32)
-        res = np.empty_like(z) if out is None else out
-        zf, rf = z.reshape(-1), res.reshape(-1)
-        for s in range(0, zf.size, _T_BLOCK):
-            zb, qb = zf[s : s + _T_BLOCK], rf[s : s + _T_BLOCK]
-            pos = np.abs(zb)
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """float32 normals ``[..., assets]`` -> float32 t innovations, same
+        shape; computed in cache-sized blocks of the flattened array."""
+        a = len(self.nus)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.shape[-1] != a:
+            raise ValueError(f"x must end in {a} assets, got shape {x.shape}")
+        res = np.empty_like(x) if out is None else out
+        xf, rf = x.reshape(-1), res.reshape(-1)
+        block = _T_BLOCK - _T_BLOCK % a  # whole days: asset = position % a
+        base = (np.arange(block, dtype=np.int32) % a) * _T_NODES
+        for s in range(0, xf.size, block):
+            xb = xf[s : s + block].copy()  # out may be x itself
+            qb = rf[s : s + block]
+            pos = np.abs(xb)
             big = pos.max(initial=0.0) >= _T_ZMAX
+            if big:
+                pos = np.minimum(pos, _T_ZMAX, out=pos)  # fixed below, exactly
             pos *= self.inv_step  # exact: a power of two
             i = pos.astype(np.int32)
             pos -= i  # the weight of the upper node
-            np.take(self.table, i, out=qb, mode="clip")
-            step = np.take(self.slope, i, mode="clip")
+            i += base[: len(xb)]
+            np.take(self.table, i, out=qb)
+            step = np.take(self.slope, i)
             step *= pos
             qb += step
-            np.copysign(qb, zb, out=qb)
-            if big:  # (practically never) |z| beyond the table: exact, element by element
-                far = np.abs(zb) >= _T_ZMAX
-                qb[far] = _t_quantile_exact(self.nu, zb[far])
+            np.copysign(qb, xb, out=qb)
+            if big:  # (practically never) |x| beyond the table: exact, element by element
+                for j in np.nonzero(np.abs(xb) >= _T_ZMAX)[0]:
+                    qb[j] = _t_quantile_exact(self.nus[j % a], xb[j])
         return res
 
 
 class GarchBaseline(_Baseline):
-    """Per asset a GARCH(1,1) with Student-t errors and a constant mean,
-    joined across assets by a Gaussian copula with constant correlation.
+    """Per asset a GJR-GARCH(1,1) (Glosten, Jagannathan and Runkle 1993)
+    with Student-t errors and a constant mean, joined across assets by a
+    Gaussian copula with constant correlation.
 
-    Fit: ``arch.arch_model(100 * r, mean="Constant", vol="GARCH", p=1, q=1,
-    dist="t")`` on each asset's training returns (:func:`training_returns`),
-    so the parameters are in percent: ``r_t = mu + e_t``, ``e_t = sigma_t
-    eta_t``, ``sigma2_t = omega + alpha e_{t-1}^2 + beta sigma2_{t-1}``,
-    ``eta_t`` a unit-variance Student-t with ``nu`` degrees of freedom.
+    Fit: ``arch.arch_model(100 * r, mean="Constant", vol="GARCH", p=1,
+    o=1, q=1, dist="t")`` on each asset's training returns
+    (:func:`training_returns`), so the parameters are in percent: ``r_t =
+    mu + e_t``, ``e_t = sigma_t eta_t``, ``sigma2_t = omega + (alpha +
+    gamma 1[e_{t-1} < 0]) e_{t-1}^2 + beta sigma2_{t-1}``, ``eta_t`` a
+    unit-variance Student-t with ``nu`` degrees of freedom. ``gamma > 0``
+    is the leverage effect: losses raise tomorrow's variance more than
+    gains. Persistence ``alpha + gamma / 2 + beta``.
 
     Cross-asset dependence: ``eta`` of all assets come from correlated
     normals ``x = C z`` (``C`` the Cholesky factor of ``correlation``),
@@ -523,26 +613,35 @@ class GarchBaseline(_Baseline):
     correlation of the normal scores ``ndtri(F_t(eta_hat))`` of the fitted
     standardized residuals (what a Gaussian copula estimator uses); the
     Pearson correlation of the raw residuals is ``residual_correlation``.
-    The simulated Pearson correlation of the innovations is then close to
-    that of the residuals when the copula fits, a little below the copula
-    value with heavy tails.
 
-    Simulation, vectorized over paths with a loop over days: each path
-    starts at the unconditional variance ``omega / (1 - alpha - beta)``
-    (the sample variance if alpha + beta >= 1, with a warning), runs
-    ``BURN_IN`` = 500 days that are dropped, then ``horizon`` days that are
-    kept, divided by 100 back to daily log returns (float32). Scenario i's
-    normals are stream row i, ``(500 + horizon) * assets`` of them, day-major
-    (so a scenario depends on the horizon asked for). With a holdout or
-    pool=True the fit runs on the covered training rows one after the other.
+    Start states: at fit time ``START_PATHS`` = 8192 paths start at the
+    unconditional variance ``omega / (1 - persistence)`` (the sample
+    variance of the training returns if persistence >= ``MAX_PERSISTENCE``
+    = 0.999, integrated or nearly, where that ratio is meaningless; with a
+    warning) and run ``BURN_IN`` = 500
+    days (stream :data:`TAG_GARCH_START`, seed 0; row ``day * 8192 +
+    path``); their last conditional variances, all assets of a path
+    together, are ``start_variance`` [8192, assets]: a sample of the
+    stationary joint distribution of the variances. A scenario starts from
+    one of them (drawn uniformly) and runs ``horizon`` days, divided by 100
+    back to daily log returns (float32). Scenario i's normals are stream row
+    i of :data:`TAG_GARCH`: column 0 picks the start state
+    (``floor(ndtr(u) * 8192)``), then ``horizon * assets`` day-major, so a
+    shorter horizon gives the first days of a longer one. The burn-in is
+    paid once, not per scenario (it was 89 % of the work at window 64).
+    With a holdout or pool=True the fit runs on the covered training rows
+    one after the other.
 
     Attributes: ``params`` DataFrame (index asset names; columns mu, omega,
-    alpha, beta, nu, in percent units), ``correlation``,
-    ``residual_correlation`` float64 [assets, assets], ``results`` (arch's
-    fit result per asset).
+    alpha, gamma, beta, nu, in percent units), ``correlation``,
+    ``residual_correlation`` float64 [assets, assets], ``start_variance``
+    float64 [8192, assets] (percent squared), ``burn_in_start`` float64
+    [assets] (where the burn-in started), ``persistence``, ``results`` (arch's fit result
+    per asset).
     """
 
     name = "garch"
+    _chunk_budget = 128 << 20  # two threads share a chunk: bigger parts, fewer steps
 
     def __init__(self, data: Any) -> None:
         super().__init__(data)
@@ -554,7 +653,7 @@ class GarchBaseline(_Baseline):
         if len(rows) < MIN_GARCH_ROWS:
             raise ValueError(
                 f"GarchBaseline needs at least {MIN_GARCH_ROWS} training returns for a "
-                f"GARCH(1,1)-t fit, got {len(rows)}"
+                f"GJR-GARCH(1,1)-t fit, got {len(rows)}"
             )
         if not np.all(np.isfinite(rows)):
             raise ValueError("training returns contain NaN or inf")
@@ -563,42 +662,55 @@ class GarchBaseline(_Baseline):
         for a, asset in enumerate(self.asset_names):
             if not np.std(y[:, a]) > 0:
                 raise ValueError(f"asset {asset!r} has zero variance in the training returns")
-            model = arch_model(y[:, a], mean="Constant", vol="GARCH", p=1, q=1, dist="t")
+            model = arch_model(y[:, a], mean="Constant", vol="GARCH", p=1, o=1, q=1, dist="t")
             res = model.fit(disp="off", show_warning=False)
             if res.convergence_flag != 0:
                 warnings.warn(
-                    f"GarchBaseline: the GARCH(1,1)-t fit of {asset!r} did not converge "
+                    f"GarchBaseline: the GJR-GARCH(1,1)-t fit of {asset!r} did not converge "
                     f"(flag {res.convergence_flag}); using its last parameters",
                     RuntimeWarning,
                     stacklevel=2,
                 )
             p = res.params
-            fitted.append([p["mu"], p["omega"], p["alpha[1]"], p["beta[1]"], p["nu"]])
+            fitted.append(
+                [p["mu"], p["omega"], p["alpha[1]"], p["gamma[1]"], p["beta[1]"], p["nu"]]
+            )
             self.results.append(res)
             resid.append(np.asarray(res.std_resid, dtype=np.float64))
         self.params = pd.DataFrame(
             fitted,
             index=pd.Index(self.asset_names, name="asset"),
-            columns=["mu", "omega", "alpha", "beta", "nu"],
+            columns=["mu", "omega", "alpha", "gamma", "beta", "nu"],
             dtype=np.float64,
         )
         p = self.params
         self._mu, self._omega = p["mu"].to_numpy(), p["omega"].to_numpy()
-        self._alpha, self._beta, self._nu = (p[c].to_numpy() for c in ("alpha", "beta", "nu"))
-        persistence = self._alpha + self._beta
+        self._alpha, self._gamma = p["alpha"].to_numpy(), p["gamma"].to_numpy()
+        self._beta, self._nu = p["beta"].to_numpy(), p["nu"].to_numpy()
+        self.persistence = self._alpha + 0.5 * self._gamma + self._beta
         with np.errstate(divide="ignore"):
-            uncond = self._omega / (1.0 - persistence)
-        bad = persistence >= 1
+            uncond = self._omega / np.maximum(1.0 - self.persistence, 0.0)
+        bad = self.persistence >= MAX_PERSISTENCE
         if np.any(bad):
             names = [self.asset_names[i] for i in np.nonzero(bad)[0]]
             warnings.warn(
-                f"GarchBaseline: alpha + beta >= 1 for {names} (no unconditional variance); "
-                "their paths start at the sample variance",
+                f"GarchBaseline: alpha + gamma / 2 + beta >= {MAX_PERSISTENCE} for {names} "
+                "(integrated or nearly: no usable unconditional variance); their burn-in starts "
+                "at the sample variance of the training returns",
                 RuntimeWarning,
                 stacklevel=2,
             )
             uncond = np.where(bad, y.var(axis=0), uncond)
-        self._start_var = uncond
+        flat = self._omega <= 1e-6 * y.var(axis=0)
+        if np.any(flat):
+            names = [self.asset_names[i] for i in np.nonzero(flat)[0]]
+            warnings.warn(
+                f"GarchBaseline: omega ~ 0 for {names} (a degenerate fit, often a data error such "
+                "as an unadjusted split): their simulated variance may collapse",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self.burn_in_start = uncond
 
         eta = np.column_stack(resid)
         self.residual_correlation = np.atleast_2d(np.corrcoef(eta, rowvar=False))
@@ -612,64 +724,120 @@ class GarchBaseline(_Baseline):
             chol = np.linalg.cholesky(self.correlation + 1e-12 * np.eye(self.n_assets))
         else:
             chol = np.ones((1, 1))
-        self._chol = chol.astype(np.float32)
-        self._quantiles = [_TQuantile(nu) for nu in self._nu]
+        self._chol = chol
+        self._chol_t = np.ascontiguousarray(chol.T, dtype=np.float32)
+        self._quantiles = _TQuantiles(self._nu)
+        self._prm64 = (self._omega, self._alpha, self._gamma, self._beta)
+        self._prm32 = tuple(v.astype(np.float32) for v in self._prm64)
+        self._mu32 = self._mu.astype(np.float32)
+        self.start_variance = self._burn_in()
+        self._start32 = self.start_variance.astype(np.float32)
 
-    def _bytes_per_scenario(self, horizon: int) -> int:
-        return (BURN_IN + horizon) * self.n_assets * 16 + horizon * self.n_assets * 4
-
-    def innovations(self, z: np.ndarray) -> np.ndarray:
+    # the model ----------------------------------------------------------
+    def innovations(
+        self, z: np.ndarray, first_row: int = 0, block: int = _COPULA_ROWS
+    ) -> np.ndarray:
         """Unit-variance t innovations from standard normals: float32
-        ``[..., assets]`` normals -> correlated (copula), t-mapped, same shape."""
-        z = np.asarray(z, dtype=np.float32)
-        return np.moveaxis(self._innovations(z), 0, -1)
-
-    def _innovations(self, z: np.ndarray) -> np.ndarray:
-        """float32 ``[..., assets]`` normals -> innovations ``[assets, ...]``."""
+        ``[rows, assets]`` normals -> correlated (copula, ``z @ C^T`` in
+        aligned products of ``block`` rows: row r is global row ``first_row +
+        r``), t-mapped, same shape."""
+        z = np.ascontiguousarray(z, dtype=np.float32).reshape(-1, self.n_assets)
         if self.n_assets == 1:
-            return self._quantiles[0](z[..., 0])[None]
-        out = np.empty((self.n_assets, *z.shape[:-1]), dtype=np.float32)
-        for i in range(self.n_assets):
-            x = z[..., 0] * self._chol[i, 0]  # row i of C z, summed in a fixed order
-            for j in range(1, i + 1):
-                x += z[..., j] * self._chol[i, j]
-            self._quantiles[i](x, out=out[i])
+            return self._quantiles(z)
+        x = _aligned_matmul(z, self._chol_t, first_row, block, blas=False)
+        return self._quantiles(x, out=x)
+
+    def _step(self, var: np.ndarray, eta: np.ndarray, eps: np.ndarray, tmp: np.ndarray) -> None:
+        """One day of every path, in place: ``eps = sqrt(var) * eta`` (the
+        shock, percent), then ``var`` becomes the next day's variance.
+        [paths, assets], float64 (the burn-in) or float32 (the scenarios)."""
+        omega, alpha, gamma, beta = self._prm64 if var.dtype == np.float64 else self._prm32
+        np.sqrt(var, out=eps)
+        eps *= eta
+        # alpha eps^2 + gamma 1[eps < 0] eps^2 = alpha eps^2 + gamma min(eps, 0)^2
+        var *= beta
+        var += omega
+        np.multiply(eps, eps, out=tmp)
+        tmp *= alpha
+        var += tmp
+        np.minimum(eps, 0.0, out=tmp)
+        tmp *= tmp
+        tmp *= gamma
+        var += tmp
+
+    def _burn_in(self) -> np.ndarray:
+        """The start states: START_PATHS paths run BURN_IN days from the
+        unconditional variance; float64 [START_PATHS, assets]."""
+        p, a = START_PATHS, self.n_assets
+        var = np.empty((p, a), dtype=np.float64)
+        var[...] = self.burn_in_start
+        eps, tmp = np.empty_like(var), np.empty_like(var)
+        for day in range(BURN_IN):
+            z = native.normals(p, a, seed=0, offset=day * p, tag=TAG_GARCH_START)
+            self._step(var, self.innovations(z), eps, tmp)
+        return var
+
+    # sampling -----------------------------------------------------------
+    def _bytes_per_scenario(self, horizon: int) -> int:
+        return horizon * self.n_assets * 40
+
+    def _align(self, horizon: int) -> int:
+        # the copula's products: blocks of whole scenarios, max(1, 2**16 // horizon) of them
+        return 1 if self.n_assets == 1 else max(1, _COPULA_ROWS // horizon)
+
+    def _generate(
+        self, seed: int, start: int, m: int, horizon: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        if out is None:
+            out = np.empty((m, horizon, self.n_assets), dtype=np.float32)
+        # numpy releases the GIL in its loops: parts of the chunk in threads, each
+        # scenario computed alone (the copula's products aligned), so the split changes nothing
+        threads = min(_THREADS, m // 256)
+        if threads <= 1:
+            self._generate_part(seed, start, m, horizon, out)
+            return out
+        from concurrent.futures import ThreadPoolExecutor
+
+        align = self._align(horizon)
+        cuts = [start + (m * k // threads) for k in range(threads + 1)]
+        cuts[1:-1] = [max(start, c - c % align) for c in cuts[1:-1]]
+        with ThreadPoolExecutor(threads) as pool:
+            jobs = [
+                pool.submit(
+                    self._generate_part, seed, a, b - a, horizon, out[a - start : b - start]
+                )
+                for a, b in itertools.pairwise(cuts)
+                if b > a
+            ]
+            for job in jobs:
+                job.result()
         return out
 
-    def _generate(self, seed: int, start: int, m: int, horizon: int) -> np.ndarray:
-        a, days = self.n_assets, BURN_IN + horizon
-        # stream row i: scenario i's normals, day-major ([days, assets])
-        z = native.normals(m, days * a, seed=seed, offset=start, tag=TAG_GARCH)
-        eta = self._innovations(z.reshape(m, days, a))  # [a, m, days]
+    def _generate_part(self, seed: int, start: int, m: int, horizon: int, out: np.ndarray) -> None:
+        from scipy.special import ndtr
+
+        a = self.n_assets
+        # stream row i: the start pick, then scenario i's normals day-major ([horizon, assets])
+        z = native.normals(
+            m, 1 + horizon * a, seed=seed, offset=start, tag=TAG_GARCH, num_threads=1
+        )
+        pick = (ndtr(z[:, 0].astype(np.float64)) * START_PATHS).astype(np.int64)
+        var = self._start32[np.minimum(pick, START_PATHS - 1)]  # [m, a]
+        rows = np.ascontiguousarray(z[:, 1:]).reshape(m * horizon, a)
         del z
-        # the day loop works on [assets, m] slices (long inner loops)
-        col = (slice(None), None)
-        mu, omega = self._mu[col], self._omega[col]
-        alpha, beta = self._alpha[col], self._beta[col]
-        out = np.empty((a, m, horizon), dtype=np.float32)
-        var = np.empty((a, m), dtype=np.float64)
-        var[...] = self._start_var[col]
-        eps = np.empty((a, m), dtype=np.float64)
-        tmp = np.empty((a, m), dtype=np.float64)
-        for t in range(days):
-            np.sqrt(var, out=eps)
-            eps *= eta[:, :, t]
-            if t >= BURN_IN:
-                np.add(eps, mu, out=tmp)
-                tmp /= GARCH_SCALE
-                out[:, :, t - BURN_IN] = tmp
-            # var <- omega + alpha * eps^2 + beta * var
-            var *= beta
-            np.multiply(eps, eps, out=tmp)
-            tmp *= alpha
-            var += tmp
-            var += omega
-        return np.ascontiguousarray(out.transpose(1, 2, 0))
+        s = self._align(horizon)  # scenarios per aligned block of the copula's products
+        eta = self.innovations(rows, start * horizon, s * horizon).reshape(m, horizon, a)
+        del rows
+        eps, tmp = np.empty_like(var), np.empty_like(var)
+        for t in range(horizon):
+            self._step(var, eta[:, t], eps, tmp)
+            eps += self._mu32
+            eps /= np.float32(GARCH_SCALE)
+            out[:, t] = eps
 
     def __repr__(self) -> str:
-        p = self.params
-        pers = ", ".join(f"{v:.4f}" for v in (p["alpha"] + p["beta"]))
+        pers = ", ".join(f"{v:.4f}" for v in self.persistence)
         return (
-            f"GarchBaseline(window={self.window}, assets={self.asset_names}, "
-            f"persistence=[{pers}], nu=[{', '.join(f'{v:.2f}' for v in p['nu'])}])"
+            f"GarchBaseline(GJR-GARCH(1,1)-t, window={self.window}, assets={self.asset_names}, "
+            f"persistence=[{pers}], nu=[{', '.join(f'{v:.2f}' for v in self.params['nu'])}])"
         )

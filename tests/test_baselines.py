@@ -14,7 +14,9 @@ from scipy import special, stats
 from stressvae import WindowData, load_dataset, native
 from stressvae.baselines import (
     BURN_IN,
+    START_PATHS,
     TAG_GARCH,
+    TAG_GARCH_START,
     BootstrapBaseline,
     GarchBaseline,
     GaussianBaseline,
@@ -151,44 +153,95 @@ def test_bootstrap_keeps_days_together_and_block_length_one_is_iid(two_data, fit
 
 
 # ------------------------------------------------------------------ garch
+def _plain_gjr(g, eta, var0, days):
+    """A per-path float64 loop of the fitted GJR-GARCH: returns (percent
+    shocks + mu) [m, days, a] and the variance after the last day."""
+    prm = g.params
+    m, _, a = eta.shape
+    out = np.empty((m, days, a))
+    var = np.array(var0, dtype=np.float64, copy=True)
+    for k in range(a):
+        mu, om, al, ga, be, _ = prm.iloc[k]
+        for t in range(days):
+            eps = np.sqrt(var[:, k]) * eta[:, t, k]
+            out[:, t, k] = mu + eps
+            var[:, k] = om + (al + ga * (eps < 0)) * eps**2 + be * var[:, k]
+    return out, var
+
+
+def _exact_innovations(g, z):
+    """Copula and scipy's exact t quantiles, float64: normals [..., a] -> eta."""
+    x = z.astype(np.float64) @ np.linalg.cholesky(g.correlation).T
+    nu = g.params["nu"].to_numpy()
+    return special.stdtrit(nu, special.ndtr(x)) * np.sqrt((nu - 2) / nu)
+
+
 def test_garch_fit_and_stylized_facts(sp500_data, fitted):
     g = fitted[("garch", 1)]
     p = g.params
-    assert list(p.columns) == ["mu", "omega", "alpha", "beta", "nu"]
+    assert list(p.columns) == ["mu", "omega", "alpha", "gamma", "beta", "nu"]
     assert list(p.index) == ["SP500"]
-    assert np.all(p["alpha"] > 0) and np.all(p["beta"] > 0) and np.all(p["nu"] > 2)
-    assert np.all(p["alpha"] + p["beta"] < 1)
+    assert np.all(p["alpha"] >= 0) and np.all(p["beta"] > 0) and np.all(p["nu"] > 2)
+    assert np.all(p["gamma"] > 0.05)  # the S&P 500's leverage effect
+    pers = p["alpha"] + p["gamma"] / 2 + p["beta"]
+    np.testing.assert_allclose(g.persistence, pers.to_numpy())
+    assert np.all(pers < 1)
+    uncond = p["omega"].iloc[0] / (1 - pers.iloc[0])
+    np.testing.assert_allclose(g.burn_in_start, [uncond])
+    assert g.start_variance.shape == (START_PATHS, 1)
+    assert np.mean(g.start_variance) == pytest.approx(uncond, rel=0.1)  # stationary
     r = g.sample(20_000, seed=9).returns[..., 0].astype(np.float64)
     acf = _acf(np.abs(r), 5)
     assert np.all(acf > 0.02), acf
     assert stats.kurtosis(r.ravel()) > 0.5
     train_std = training_returns(sp500_data).std()
-    # the fitted model's unconditional std is ~13% above the sample's (persistence ~0.994)
     assert r.std() == pytest.approx(train_std, rel=0.2)
-    uncond = np.sqrt(p["omega"].iloc[0] / (1 - p["alpha"].iloc[0] - p["beta"].iloc[0])) / 100
-    assert r.std() == pytest.approx(uncond, rel=0.05)
+    assert r.std() == pytest.approx(np.sqrt(uncond) / 100, rel=0.05)
+    # the leverage effect: today's loss raises tomorrow's variance
+    long = g.sample(2000, seed=3, horizon=252).returns[..., 0].astype(np.float64)
+    x = long - long.mean()
+    lev = np.corrcoef(x[:, :-1].ravel(), (x[:, 1:] ** 2).ravel())[0, 1]
+    assert lev < -0.025, lev  # a plain GARCH-t gives 0 (the real S&P 500: -0.1)
 
 
 def test_garch_matches_a_plain_reference(fitted):
-    """Scenarios 5..7: a per-path float64 loop with scipy's exact t quantiles."""
+    """Scenarios 5..7: a per-path float64 loop with scipy's exact t quantiles,
+    from the start states their first normal picks."""
     g = fitted[("garch", 2)]
     h, seed, start, m = 30, 11, 5, 3
     got = g.sample(start + m, seed, horizon=h).returns[start:]
-    days = BURN_IN + h
-    z = native.normals(m, days * 2, seed=seed, offset=start, tag=TAG_GARCH)
-    x = z.astype(np.float64).reshape(m, days, 2) @ np.linalg.cholesky(g.correlation).T
-    prm = g.params
-    want = np.empty((m, h, 2))
-    for a in range(2):
-        mu, om, al, be, nu = prm.iloc[a]
-        eta = special.stdtrit(nu, special.ndtr(x[..., a])) * np.sqrt((nu - 2) / nu)
-        var = np.full(m, om / (1 - al - be))
-        for t in range(days):
-            eps = np.sqrt(var) * eta[:, t]
-            if t >= BURN_IN:
-                want[:, t - BURN_IN, a] = (mu + eps) / 100
-            var = om + al * eps**2 + be * var
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-8)
+    z = native.normals(m, 1 + h * 2, seed=seed, offset=start, tag=TAG_GARCH)
+    pick = np.floor(special.ndtr(z[:, 0].astype(np.float64)) * START_PATHS).astype(int)
+    eta = _exact_innovations(g, z[:, 1:].reshape(m, h, 2))
+    want, _ = _plain_gjr(g, eta, g.start_variance[pick], h)
+    np.testing.assert_allclose(got, want / 100, rtol=1e-4, atol=1e-8)
+
+
+def test_garch_start_states_are_a_plain_burn_in(fitted):
+    """Start paths 0, 1 and 4097 against the plain loop over BURN_IN days from
+    the unconditional variance (row day * START_PATHS + path of the stream)."""
+    g = fitted[("garch", 2)]
+    paths = np.array([0, 1, 4097])
+    z = np.stack(
+        [
+            native.normals(1, 2, seed=0, offset=d * START_PATHS + p, tag=TAG_GARCH_START)[0]
+            for p in paths
+            for d in range(BURN_IN)
+        ]
+    ).reshape(len(paths), BURN_IN, 2)
+    var0 = np.tile(g.burn_in_start, (len(paths), 1))
+    _, var = _plain_gjr(g, _exact_innovations(g, z), var0, BURN_IN)
+    np.testing.assert_allclose(g.start_variance[paths], var, rtol=1e-3)
+    # the start states spread like a stationary distribution, not one point
+    assert np.std(np.log(g.start_variance), axis=0).min() > 0.2
+
+
+def test_garch_shorter_horizons_are_the_first_days(fitted):
+    one, two = fitted[("garch", 1)], fitted[("garch", 2)]
+    long, short = one.sample(50, seed=4, horizon=64), one.sample(50, seed=4, horizon=20)
+    np.testing.assert_array_equal(bits(short.returns), bits(long.returns[:, :20]))
+    long, short = two.sample(50, seed=4, horizon=64), two.sample(50, seed=4, horizon=20)
+    np.testing.assert_allclose(short.returns, long.returns[:, :20], rtol=1e-6, atol=1e-9)
 
 
 def test_garch_innovations_are_unit_t_with_the_copula_correlation(fitted):
@@ -203,14 +256,13 @@ def test_garch_innovations_are_unit_t_with_the_copula_correlation(fitted):
     scores = special.ndtri(u)
     assert np.corrcoef(scores.T)[0, 1] == pytest.approx(g.correlation[0, 1], abs=0.005)
     assert g.correlation[0, 1] == pytest.approx(g.residual_correlation[0, 1], abs=0.05)
-    # the table lookup against scipy's exact quantile
-    q = special.stdtrit(nu[0], special.ndtr(-np.abs(z[:, 0]))) * -np.sign(z[:, 0])
-    q *= np.sqrt((nu[0] - 2) / nu[0])
-    one = g._quantiles[0](z[:, 0])
-    np.testing.assert_allclose(one, q, rtol=2e-6, atol=1e-6)
-    far = np.array([-11.5, 10.0, 12.0], np.float32)  # beyond the table: exact
-    exact = special.stdtrit(nu[0], special.ndtr(-np.abs(far))) * -np.sign(far)
-    np.testing.assert_allclose(g._quantiles[0](far), exact * np.sqrt((nu[0] - 2) / nu[0]), 1e-6)
+    # the table lookup against scipy's exact quantile, asset by asset
+    q = special.stdtrit(nu, special.ndtr(-np.abs(z))) * -np.sign(z) * np.sqrt((nu - 2) / nu)
+    np.testing.assert_allclose(g._quantiles(z), q, rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(eta, _exact_innovations(g, z), rtol=1e-5, atol=1e-5)
+    far = np.array([[-11.5, 0.5], [10.0, 12.0], [3.0, -10.5]], np.float32)  # beyond: exact
+    exact = special.stdtrit(nu, special.ndtr(-np.abs(far))) * -np.sign(far)
+    np.testing.assert_allclose(g._quantiles(far), exact * np.sqrt((nu - 2) / nu), 1e-6)
 
 
 def test_garch_two_assets_correlation(two_data, fitted):
@@ -237,6 +289,16 @@ def test_scenario_i_does_not_depend_on_chunks(fitted, kind, assets):
     np.testing.assert_array_equal(bits(Scenarios.concat(ones).returns), bits(full.returns[:25]))
     assert [c.tags["scenario"].iloc[0] for c in chunks] == [0, 1000, 2000]
     assert not np.array_equal(b.sample(5, seed + 1, horizon=h).returns, full.returns[:5])
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "garch"])
+def test_scenario_i_does_not_depend_on_blas_threads(fitted, kind):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    b = fitted[(kind, 2)]
+    many = b.sample(1500, 3, chunk_size=700).returns
+    with threadpoolctl.threadpool_limits(1):
+        one = b.sample(1500, 3, chunk_size=1500).returns
+    np.testing.assert_array_equal(bits(one), bits(many))
 
 
 @pytest.mark.parametrize("kind", KINDS)
