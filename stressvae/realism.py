@@ -2,9 +2,9 @@
 and memorization, side by side with classical baselines.
 
 ``evaluate({"vae": gen}, data)`` samples every generator (the VAE's
-ScenarioGenerator, plus the Gaussian, bootstrap and GARCH-t baselines of
-stressvae.baselines unless ``baselines=False``) and scores each against two
-real references:
+ScenarioGenerator, plus the Gaussian, bootstrap and GJR-GARCH(1,1)-t
+baselines of stressvae.baselines unless ``baselines=False``) and scores each
+against two real references:
 
 - **holdout**: the in-distribution holdout (``WindowData(holdout_every=k)``:
   whole blocks of the training period, purged, never trained on), the
@@ -12,6 +12,15 @@ real references:
 - **test**: the later, out-of-period validation windows. When the later
   period is calmer or wilder than the training one (S&P 500 2013-2018 vs
   1999-2012), these scores mostly measure the regime shift.
+
+With several assets the table also says whether they move together: the
+average pairwise within-window correlation (all, calm and crisis windows,
+and the crisis-minus-calm rise), the correlation-matrix error against the
+holdout, the equal-weight portfolio's volatility quantiles, 1 %-quantile max
+drawdown and 5 %-quantile total return, the frequency of joint crash days,
+and the discriminator on the portfolio's windows (:func:`comovement`,
+:func:`correlation_matrix_error`, :func:`portfolio_risk`,
+:func:`joint_crash_frequency`, :func:`portfolio_windows`).
 
 Window metrics use windows of the model's length; dependence metrics (ACF,
 leverage) use long paths (``long_horizon`` days, 252 by default) and the
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -36,13 +46,24 @@ from .data import WindowData
 __all__ = [
     "RealismReport",
     "acf_pooled",
+    "comovement",
+    "correlation_matrix_error",
     "discriminative_score",
     "evaluate",
+    "joint_crash_frequency",
     "kupiec_pof",
     "marginal_stats",
+    "max_drawdown",
     "memorization",
+    "pairwise_correlation",
+    "portfolio_returns",
+    "portfolio_risk",
+    "portfolio_windows",
+    "realized_vol",
+    "regime_masks",
     "tail_risk",
     "tstr_score",
+    "window_correlations",
 ]
 
 LAGS = 20
@@ -213,6 +234,173 @@ def discriminative_score(
     return abs(float(np.mean(accs)) - 0.5)
 
 
+# ------------------------------------------------------------------ many assets
+def window_correlations(windows: np.ndarray) -> np.ndarray:
+    """Pearson correlation matrix of each window's daily returns: float64
+    ``[k, assets, assets]`` from windows ``[k, days, assets]``. An asset
+    that does not move in a window gives NaN in its row and column."""
+    w = np.asarray(windows, np.float64)
+    if w.ndim != 3:
+        raise ValueError(f"windows must be [k, days, assets], got shape {w.shape}")
+    x = w - w.mean(axis=1, keepdims=True)
+    cov = np.matmul(x.transpose(0, 2, 1), x)
+    sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = cov / (sd[:, :, None] * sd[:, None, :])
+    corr[np.isinf(corr)] = np.nan
+    return corr
+
+
+def pairwise_correlation(windows: np.ndarray) -> np.ndarray:
+    """Average pairwise within-window correlation: for each window of
+    ``[k, days, assets]`` (assets >= 2) the mean of the off-diagonal
+    entries of its correlation matrix (:func:`window_correlations`), float64
+    ``[k]`` (pairs with an asset that does not move are left out; NaN if
+    none is left)."""
+    c = window_correlations(windows)
+    a = c.shape[1]
+    if a < 2:
+        raise ValueError("pairwise_correlation needs windows of at least 2 assets")
+    off = c[:, ~np.eye(a, dtype=bool)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a window without a valid pair
+        return np.nanmean(off, axis=1)
+
+
+def regime_masks(
+    windows: np.ndarray, calm: float = 0.5, crisis: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Calm and crisis windows by the equal-weight portfolio's realized
+    volatility (:func:`realized_vol`) among the windows themselves: calm the
+    ``calm`` share with the lowest (vol <= its ``calm`` quantile), crisis
+    the ``crisis`` share with the highest (vol >= its ``1 - crisis``
+    quantile). Two bool ``[k]`` masks."""
+    if not 0 < calm <= 1 or not 0 < crisis <= 1:
+        raise ValueError(f"calm and crisis must be shares in (0, 1], got {calm}, {crisis}")
+    vol = realized_vol(windows)
+    return vol <= np.quantile(vol, calm), vol >= np.quantile(vol, 1 - crisis)
+
+
+def comovement(windows: np.ndarray, calm: float = 0.5, crisis: float = 0.1) -> dict[str, Any]:
+    """How a set of windows ``[k, days, assets]`` moves together.
+
+    avg_corr: the mean over windows of :func:`pairwise_correlation`;
+    avg_corr_calm / avg_corr_crisis: the same over the calm / crisis
+    windows of :func:`regime_masks` (each set classified by its own
+    volatility quantiles); avg_corr_rise: crisis minus calm. matrix,
+    matrix_calm, matrix_crisis: the mean within-window correlation matrices
+    ``[assets, assets]`` over the same sets (for :func:`correlation_matrix_error`
+    and heatmaps)."""
+    c = window_correlations(windows)
+    pair = pairwise_correlation(windows)
+    is_calm, is_crisis = regime_masks(windows, calm, crisis)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out: dict[str, Any] = {
+            "avg_corr": float(np.nanmean(pair)),
+            "avg_corr_calm": float(np.nanmean(pair[is_calm])),
+            "avg_corr_crisis": float(np.nanmean(pair[is_crisis])),
+        }
+        out["avg_corr_rise"] = out["avg_corr_crisis"] - out["avg_corr_calm"]
+        out["matrix"] = np.nanmean(c, axis=0)
+        out["matrix_calm"] = np.nanmean(c[is_calm], axis=0)
+        out["matrix_crisis"] = np.nanmean(c[is_crisis], axis=0)
+    return out
+
+
+def correlation_matrix_error(
+    windows: np.ndarray, reference: np.ndarray, kind: str = "fro"
+) -> float:
+    """Distance between the mean within-window correlation matrices of two
+    sets of windows (``comovement(...)["matrix"]``): ``kind="fro"`` the
+    Frobenius norm of the difference, ``"mae"`` the mean absolute difference
+    over the off-diagonal entries. Either argument may also be a
+    precomputed ``[assets, assets]`` matrix."""
+    if kind not in ("fro", "mae"):
+        raise ValueError(f"kind must be 'fro' or 'mae', got {kind!r}")
+
+    def matrix(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        return x if x.ndim == 2 else comovement(x)["matrix"]
+
+    a, b = matrix(windows), matrix(reference)
+    if a.shape != b.shape:
+        raise ValueError(f"windows have {a.shape[0]} assets, the reference {b.shape[0]}")
+    d = a - b
+    if kind == "fro":
+        return float(np.linalg.norm(d))
+    return float(np.mean(np.abs(d[~np.eye(len(d), dtype=bool)])))
+
+
+def portfolio_returns(windows: np.ndarray) -> np.ndarray:
+    """Daily simple returns of the daily-rebalanced equal-weight portfolio:
+    the mean over assets of ``exp(r) - 1`` of log returns ``[k, days,
+    assets]``; float64 ``[k, days]``."""
+    w = np.asarray(windows, np.float64)
+    if w.ndim != 3:
+        raise ValueError(f"windows must be [k, days, assets], got shape {w.shape}")
+    return np.expm1(w).mean(axis=2)
+
+
+def max_drawdown(simple_returns: np.ndarray) -> np.ndarray:
+    """Maximum drawdown of each path of simple returns ``[k, days]``: the
+    lowest ``wealth / running peak - 1`` with wealth starting at 1 (0 if it
+    never falls below a peak; a negative fraction otherwise), float64 ``[k]``."""
+    r = np.atleast_2d(np.asarray(simple_returns, np.float64))
+    wealth = np.cumprod(1.0 + r, axis=1)
+    peak = np.maximum(np.maximum.accumulate(wealth, axis=1), 1.0)
+    return np.minimum((wealth / peak - 1.0).min(axis=1, initial=0.0), 0.0)
+
+
+def portfolio_risk(windows: np.ndarray, year_days: int = 252) -> dict[str, float]:
+    """The equal-weight portfolio (:func:`portfolio_returns`) over each
+    window: quantiles 5/50/95 % of its annualized volatility (std of daily
+    simple returns, ddof 1, times sqrt(year_days); vol_q05_annual, ...), the
+    1 %-quantile of its max drawdown (max_drawdown_q01, negative) and the
+    5 %-quantile of its total return over the window (total_return_q05)."""
+    p = portfolio_returns(windows)
+    if p.shape[1] < 2:
+        raise ValueError("portfolio_risk needs windows of at least 2 days")
+    vol = p.std(axis=1, ddof=1) * math.sqrt(year_days)
+    q = np.quantile(vol, [0.05, 0.5, 0.95])
+    total = np.prod(1.0 + p, axis=1) - 1.0
+    return {
+        "vol_q05_annual": float(q[0]),
+        "vol_q50_annual": float(q[1]),
+        "vol_q95_annual": float(q[2]),
+        "max_drawdown_q01": float(np.quantile(max_drawdown(p), 0.01)),
+        "total_return_q05": float(np.quantile(total, 0.05)),
+    }
+
+
+def joint_crash_frequency(
+    windows: np.ndarray, sigma: np.ndarray, threshold: float = 2.0, share: float = 0.8
+) -> float:
+    """The fraction of days (over all windows ``[k, days, assets]``) on
+    which at least ``share`` of the assets fall below ``-threshold *
+    sigma`` (``sigma`` [assets]: each asset's daily std, e.g. of the full
+    real sample, the same for every set compared)."""
+    w = np.asarray(windows, np.float64)
+    sig = np.asarray(sigma, np.float64).reshape(-1)
+    if w.ndim != 3 or w.shape[2] != len(sig):
+        raise ValueError(
+            f"sigma must have one entry per asset of windows {w.shape}, got {len(sig)}"
+        )
+    if not np.all(np.isfinite(sig)) or np.any(sig <= 0):
+        raise ValueError("sigma must be finite and > 0")
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    need = math.ceil(share * w.shape[2] - 1e-9)
+    down = (w < -threshold * sig).sum(axis=2)
+    return float(np.mean(down >= need)) if down.size else math.nan
+
+
+def portfolio_windows(windows: np.ndarray) -> np.ndarray:
+    """The equal-weight portfolio's daily log returns as one-asset windows
+    ``[k, days, 1]`` float32 (for :func:`discriminative_score`)."""
+    return np.log1p(portfolio_returns(windows)).astype(np.float32)[:, :, None]
+
+
 def _forecast_features(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inputs: |r| of the last 20 days before the window's last day (first
     asset), their mean and the mean of r^2; target: |r| of the last day."""
@@ -285,7 +473,10 @@ class RealismReport:
     table: DataFrame indexed by (group, metric), one column per real
         reference ("real holdout", "real test") and per generator.
     details: the raw series behind the figures (ACFs, volatility
-        distributions, memorization distances) per source.
+        distributions, memorization distances) per source; with several
+        assets also "correlation": per source the mean within-window
+        correlation matrices over all, calm and crisis windows ("matrix",
+        "matrix_calm", "matrix_crisis").
     notes: what the references are and how they were cut.
     """
 
@@ -472,7 +663,22 @@ def evaluate(
         "vol": {},
         "returns": {},
         "memorization": {},
+        "correlation": {},
     }
+    many = data.n_assets > 1
+    if many:
+        ref_matrix = comovement(holdout)["matrix"]
+        sigma = data.returns.std().to_numpy(np.float64)  # full real sample, per asset
+        notes.append(
+            "Many assets: co-movement is the mean pairwise correlation of daily returns inside "
+            "each window, also over the calm half and the 10 % most volatile windows (by the "
+            "equal-weight portfolio's volatility, each source by its own quantiles); "
+            "corr_matrix_error is the Frobenius norm (corr_matrix_mae the mean absolute "
+            "off-diagonal difference) between mean within-window correlation matrices and the "
+            "holdout's; joint_crash_freq is the share of days on which at least 80 % of the "
+            "assets fall below -2 x their full-sample daily std. The portfolio rows are the "
+            "daily-rebalanced equal-weight portfolio over a window (simple returns, no fees)."
+        )
 
     def stats_of(name, windows, long_paths):
         row = {}
@@ -506,6 +712,21 @@ def evaluate(
             c = np.corrcoef(_flat_returns(windows).T)
             c_ref = np.corrcoef(_flat_returns(holdout).T)
             row[("dependence", "cross_corr_error")] = float(np.linalg.norm(c - c_ref))
+            cm = comovement(windows)
+            for k in ("avg_corr", "avg_corr_calm", "avg_corr_crisis", "avg_corr_rise"):
+                row[("co-movement", k)] = cm[k]
+            row[("co-movement", "corr_matrix_error")] = correlation_matrix_error(
+                cm["matrix"], ref_matrix
+            )
+            row[("co-movement", "corr_matrix_mae")] = correlation_matrix_error(
+                cm["matrix"], ref_matrix, kind="mae"
+            )
+            row[("co-movement", "joint_crash_freq")] = joint_crash_frequency(windows, sigma)
+            for k, v in portfolio_risk(windows).items():
+                row[("portfolio", f"ew_{k}")] = v
+            details["correlation"][name] = {
+                k: cm[k] for k in ("matrix", "matrix_calm", "matrix_crisis")
+            }
         details["acf_abs"][name], details["acf_r"][name], details["leverage"][name] = (
             acf_abs,
             acf_r,
@@ -531,6 +752,13 @@ def evaluate(
             row[("discriminator", "score_vs_test")] = discriminative_score(
                 test, windows, seed, discriminator_epochs
             )
+            if many:
+                row[("discriminator", "ew_score_vs_holdout")] = discriminative_score(
+                    portfolio_windows(holdout),
+                    portfolio_windows(windows),
+                    seed,
+                    discriminator_epochs,
+                )
         row[("usefulness", "tstr_mae")] = tstr_score(windows, holdout)
         mem = memorization(train, windows[:2000], holdout)
         row[("memorization", "ratio")] = mem["ratio"]
@@ -549,6 +777,14 @@ def evaluate(
         cols["real test"][("discriminator", "score_vs_holdout")] = discriminative_score(
             holdout, test, seed, discriminator_epochs
         )
+        if many:
+            ew_holdout = portfolio_windows(holdout)
+            cols["real holdout"][("discriminator", "ew_score_vs_holdout")] = discriminative_score(
+                ew_holdout, portfolio_windows(sub), seed, discriminator_epochs
+            )
+            cols["real test"][("discriminator", "ew_score_vs_holdout")] = discriminative_score(
+                ew_holdout, portfolio_windows(test), seed, discriminator_epochs
+            )
     table = pd.DataFrame(cols)
     table.index = pd.MultiIndex.from_tuples(table.index, names=["group", "metric"])
     order = [
@@ -556,6 +792,8 @@ def evaluate(
         "regimes",
         "tails",
         "dependence",
+        "co-movement",
+        "portfolio",
         "discriminator",
         "usefulness",
         "memorization",
