@@ -11,7 +11,8 @@ from .backtesting import HEADLINE_METRICS
 
 def figures(rep: Any) -> dict[str, Any]:
     """matplotlib figures: fan, histograms, sweep, latent map, training
-    curve (when the report holds the training History)."""
+    curve (when the report holds the training History); for several assets
+    the correlation heatmaps and, for a portfolio, the contributions."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -19,6 +20,10 @@ def figures(rep: Any) -> dict[str, Any]:
     figs["latent"] = latent_figure(rep)
     if rep.history is not None:
         figs["training"] = training_figure(rep)
+    if rep.correlations is not None:
+        figs["correlations"] = correlation_figure(rep)
+    if rep.contributions is not None:
+        figs["contributions"] = contribution_figure(rep)
     return figs
 
 
@@ -158,5 +163,69 @@ def training_figure(rep: Any):
     ax.set_ylabel("loss (nats / window)")
     ax.set_title("Training curve")
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def correlation_figure(rep: Any):
+    """Mean within-window correlation matrices, real beside generated, calm
+    windows above crisis windows, on one diverging scale -1..1."""
+    import matplotlib.pyplot as plt
+
+    c = rep.correlations
+    names = c["assets"]
+    a = len(names)
+    side = min(3.6 + 0.2 * a, 7.5)
+    fig, axes = plt.subplots(2, 2, figsize=(2 * side + 1.2, 2 * side + 0.6), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    font = 9 if a <= 10 else 7
+    image = None
+    for row, regime in enumerate(("calm", "crisis")):
+        for col, source in enumerate(("real", "generated")):
+            ax, part = axes[row, col], c[source]
+            image = ax.imshow(np.asarray(part[regime], np.float64), cmap="RdBu_r", vmin=-1,
+                              vmax=1, interpolation="nearest")  # fmt: skip
+            ax.set_xticks(range(a), names, rotation=90, fontsize=font)
+            ax.set_yticks(range(a), names, fontsize=font)
+            what = "real windows" if source == "real" else "generated (prior)"
+            ax.set_title(
+                f"{what}, {regime}: avg pairwise {part[f'avg_{regime}']:.2f}\n"
+                f"({part[f'{regime}_windows']:,} of {part['windows']:,} windows)",
+                fontsize=10,
+            )
+    fig.colorbar(image, ax=axes, shrink=0.6, label="correlation of daily log returns")
+    fig.suptitle(
+        f"Mean within-window correlation ({c['days']}-day windows): calm = the calmer half, "
+        "crisis = the 10 % most volatile (equal-weight portfolio)",
+        fontsize=11,
+    )
+    return fig
+
+
+def contribution_figure(rep: Any):
+    """Each asset's mean contribution to the return in the worst 1 % of the
+    prior scenarios (and of the real windows, when known), as bars."""
+    import matplotlib.pyplot as plt
+
+    c = rep.contributions
+    names = c["assets"]
+    a = len(names)
+    bars = [("prior scenarios", c["prior"], "tab:blue")]
+    if c.get("historical") is not None:
+        bars.append(("real windows", c["historical"], "black"))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * a * len(bars) + 2), 3.8))
+    x = np.arange(a)
+    width = 0.8 / len(bars)
+    for i, (label, values, color) in enumerate(bars):
+        v = np.asarray(values, np.float64)
+        ax.bar(x + (i - (len(bars) - 1) / 2) * width, v, width, color=color, alpha=0.75,
+               label=f"{label} (sum {v.sum():+.1%})")  # fmt: skip
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xticks(x, names, rotation=90 if a > 8 else 0)
+    ax.yaxis.set_major_formatter(lambda v, _: f"{v:.1%}")
+    ax.set_ylabel("share of initial cash")
+    share = (1 - c["level"]) * 100
+    ax.set_title(f"Contribution of each asset to the return in the worst {share:g} % of paths")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -10,6 +10,73 @@ def fmt_pct(x: float) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:+.1%}"
 
 
+def portfolio_line(rep: Any) -> str:
+    """One sentence naming a portfolio's assets and the strategy's target
+    weights ("" for a strategy that trades each asset on its own)."""
+    p = rep.portfolio
+    if p is None:
+        return ""
+    assets = p["assets"]
+    if p["weights"] is None:
+        return (
+            f"Portfolio of {len(assets)} assets ({', '.join(assets)}), weights set by "
+            f"{rep.strategy} as it goes."
+        )
+    w = ", ".join(f"{a} {x:.1%}" for a, x in zip(assets, p["weights"], strict=True))
+    return f"Portfolio of {len(assets)} assets, target weights: {w} ({rep.strategy})."
+
+
+def correlation_section(rep: Any, img) -> str:
+    """The heatmaps of the real and generated correlation matrices, and a
+    table of the average pairwise correlations (several assets only)."""
+    import html as h
+
+    import pandas as pd
+
+    c = rep.correlations
+    if c is None:
+        return ""
+    table = pd.DataFrame(
+        {
+            src: {k: c[src][f"avg_{k}"] for k in ("all", "calm", "crisis")}
+            for src in ("real", "generated")
+        }
+    ).T
+    table["crisis - calm"] = table["crisis"] - table["calm"]
+    gen_n = c["generated"]["windows"]
+    return f"""<h2>How the assets move together</h2>
+{img("correlations", "correlation heatmaps, real and generated, calm and crisis")}
+<h3>Average pairwise correlation within a window</h3>
+{table.to_html(float_format=lambda v: f"{v:.3f}", border=0, classes="t")}
+<p class="note">The mean over windows of each window's Pearson correlation of the
+daily log returns ({c["days"]} days), real: every window of the data
+({c["real"]["windows"]:,}); generated: the first {gen_n:,} prior scenarios. Calm: the calmer
+half of the windows by the realized volatility of the equal-weight portfolio; crisis: its 10 %
+most volatile; each set by its own quantiles. Assets: {h.escape(", ".join(c["assets"]))}.</p>
+"""
+
+
+def contribution_section(rep: Any, img) -> str:
+    """Bars and a table of each asset's contribution to the loss in the
+    worst 1 % of the scenarios (portfolio strategies only)."""
+    t = rep.tail_contributions()
+    if t is None:
+        return ""
+    t.loc["total"] = t.sum()
+    t.index.name = None
+    share = (1 - rep.contributions["level"]) * 100
+    fmt = {col: (lambda v: "" if v != v else f"{v:+.2%}") for col in t.columns}
+    return f"""<h2>Where the loss in the tail comes from</h2>
+{img("contributions", "per-asset contributions in the worst scenarios")}
+<h3>Mean contribution per asset in the worst {share:g} % of paths (share of initial cash)</h3>
+{t.to_html(formatters=fmt, border=0, classes="t")}
+<p class="note">Each asset's profit or loss over the path (the price moves of its holdings,
+less its fees and slippage) divided by the initial cash, averaged over the paths at or below
+the {share:g} % quantile of the set's total return; the total is minus the expected shortfall
+at {100 - share:g} %.</p>
+"""
+
+
 def render_html(rep: Any, imgs: dict[str, str]) -> str:
     import html as h
 
@@ -78,6 +145,7 @@ table.t th{background:#f2f4f8}
 <p class="sub">{", ".join(d["assets"])} daily prices {d["first"]} .. {d["last"]};
 scenarios from a ScenarioVAE ({mdl["window"]}-day windows, latent {mdl["latent_dim"]},
 {mdl["likelihood"]} likelihood, {mdl.get("decoder", "mlp")} decoder); created {rep.created}</p>
+{f'<p class="sub">{h.escape(portfolio_line(rep))}</p>' if rep.portfolio else ""}
 <div class="cards">
 <div class="card">Probability of a loss over {rep.horizon} days
 <b>{head["prob_loss"]:.1%}</b></div>
@@ -97,6 +165,7 @@ Time: {timings}.</p>
 <h2>Outcomes: scenarios vs real windows</h2>{img("histograms", "metric histograms")}
 <h3>Risk of the total return (positive VaR / ES are losses)</h3>
 {table(risk, pct_cols=("prob_loss", "var_95", "es_95", "var_99", "es_99", "median_max_drawdown"))}
+{contribution_section(rep, img)}{correlation_section(rep, img)}
 <h2>From calm to crisis</h2>{img("sweep", "calm to crisis curves")}
 <h2>Quantiles of every metric</h2>{table(q)}
 <h2>Where the market stands</h2>{img("latent", "latent map")}

@@ -13,6 +13,11 @@ and the same strategy on the real history, cut into windows of the same
 horizon. The result, a :class:`StressReport`, holds one metrics table (a
 ``set`` column), tables of quantiles, probability of loss and VaR / ES,
 figures, and writes one self-contained HTML file.
+
+For a model of several assets the report also holds the average
+within-window correlation matrices of the real windows and of the first
+prior scenarios, in calm and crisis windows, and, for a portfolio strategy,
+each asset's contribution to the loss in the worst 1 % of scenarios.
 """
 
 from __future__ import annotations
@@ -32,12 +37,13 @@ import numpy as np
 from . import _figures
 from ._checks import as_int
 from ._files import atomic_write
-from ._html import render_html
+from ._html import portfolio_line, render_html
 from ._progress import progress_bar
 from .backtesting import (
     HEADLINE_METRICS,
     METRICS,
     BacktestConfig,
+    BacktestResult,
     backtest,
     backtest_plan,
     check_paths,
@@ -53,6 +59,9 @@ __all__ = ["StressReport", "stress_test"]
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 FAN_PATHS = 2000  # prior paths kept for the fan chart
+CORRELATION_PATHS = 20_000  # prior paths whose correlation matrices are kept (several assets)
+CORRELATION_BLOCK = 2048  # windows per block when computing them (bounds the memory)
+TAIL_LEVEL = 0.99  # the contributions to the loss are over the worst 1 - TAIL_LEVEL
 
 
 def _seeds(seed: int) -> dict[str, int]:
@@ -134,6 +143,8 @@ def stress_test(
     plans = _plans(gen, data, n, steps, n_per_step, tail_n, tail_scale, sweep_from, sweep_to)
     plans = {name: p.with_phi(phi) for name, p in plans.items()}
     run = _SetRunner(gen, seeds, horizon, drift, cs, strategy, config, backend, device, resources)
+    if model.n_assets > 1:
+        run.correlation = _CorrelationSample(CORRELATION_PATHS, min(model.window, horizon))
     metrics, timings, backends = run.all(plans, progress, engine, client, shards)
 
     t0 = time.perf_counter()
@@ -144,6 +155,16 @@ def stress_test(
     latent = _latent_map(model, data)
     anomalies = top_anomalies(model, data, top=10)
     realism_html = _realism_section(gen, data, seed, realism, timings)
+    correlations = None
+    if run.correlation is not None:
+        real = _CorrelationSample(len(data.windows), run.correlation.days)
+        real.add(data.windows)
+        correlations = {
+            "assets": list(data.asset_names),
+            "days": run.correlation.days,
+            "real": real.summary(),
+            "generated": run.correlation.summary(),
+        }
     return StressReport(
         metrics=metrics,
         historical=hist,
@@ -168,7 +189,47 @@ def stress_test(
         history=None if history is None else history.to_frame().reset_index(),
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         realism_html=realism_html,
+        correlations=correlations,
+        contributions=_contributions(run.tail, data.asset_names),
+        portfolio=_portfolio(strategy, data.asset_names),
     )
+
+
+def _portfolio(strategy: Strategy, assets: list) -> dict | None:
+    """The assets of a portfolio strategy and its target weights when they
+    are fixed (None where the strategy sets them as it goes); None for a
+    strategy that trades each asset on its own."""
+    if strategy.portfolio_kind != "grouped":
+        return None
+    base = np.asarray(strategy.bind(list(assets)).kernel_params(len(assets))["base"], np.float64)
+    weights = base.tolist() if len(base) == len(assets) and base.sum() > 0 else None
+    return {"assets": [str(a) for a in assets], "weights": weights}
+
+
+def _contributions(tail: dict, assets: list) -> dict | None:
+    """The per-asset contributions to the loss in the worst scenarios of
+    each set (see :class:`StressReport`), None when the strategy has none."""
+    if not tail:
+        return None
+    return {"level": TAIL_LEVEL, "assets": [str(a) for a in assets], **tail}
+
+
+def _tail_contributions(res: BacktestResult, name: str) -> dict:
+    """{set: mean contribution per asset over the set's worst 1 - TAIL_LEVEL
+    by total return} and, for the sweep, the same per alpha."""
+    out = {name: res.contribution_in_tail(TAIL_LEVEL).tolist()}
+    if name == "sweep":
+        alpha = res.metrics["alpha"].to_numpy()
+        steps = []
+        for a in np.unique(alpha):
+            m = alpha == a
+            sub = dataclasses.replace(
+                res, metrics=res.metrics[m], contributions=res.contributions[m]
+            )
+            steps.append(sub.contribution_in_tail(TAIL_LEVEL).tolist())
+        out["sweep_alpha"] = np.unique(alpha).tolist()
+        out["sweep_steps"] = steps
+    return out
 
 
 def _set_sizes(n: Any, steps: Any, n_per_step: Any, tail_n: Any) -> tuple[int, int, int, int]:
@@ -222,8 +283,10 @@ def _plans(
 
 @dataclasses.dataclass
 class _SetRunner:
-    """Backtests the scenario sets of a stress test, locally or on Dask, and
-    keeps the first prior paths for the fan chart."""
+    """Backtests the scenario sets of a stress test, locally or on Dask,
+    keeps the first prior paths for the fan chart and (``correlation``) the
+    correlation matrices of the first prior paths, and collects the
+    per-asset contributions in the tail of each set (portfolio strategies)."""
 
     gen: ScenarioGenerator
     seeds: dict[str, int]
@@ -236,6 +299,8 @@ class _SetRunner:
     device: str
     resources: dict | None
     fan_paths: np.ndarray | None = None
+    correlation: _CorrelationSample | None = None  # of the first prior paths (several assets)
+    tail: dict = dataclasses.field(default_factory=dict)  # contributions in the tail, per set
 
     def all(self, plans: dict[str, ScenarioPlan], progress: bool, engine: str, client: Any,
             shards: int | None):  # fmt: skip
@@ -267,7 +332,7 @@ class _SetRunner:
     def local(self, name: str, plan: ScenarioPlan, progress: Any):
         source = self.gen.stream(plan, self.seeds[name], self.chunk_size, self.horizon, self.drift)
         if name == "prior":
-            source = _keep_first(source, FAN_PATHS)
+            source = _keep_first(source, FAN_PATHS, self.correlation)
         c = self.config
         res = backtest(
             source, self.strategy, fees=c.fees, slippage=c.slippage, init_cash=c.init_cash,
@@ -275,35 +340,103 @@ class _SetRunner:
         )  # fmt: skip
         if name == "prior":
             self.fan_paths = source.kept
+        if res.contributions is not None:
+            self.tail.update(_tail_contributions(res, name))
         return res.metrics, res.backend
 
     def on_dask(self, name: str, plan: ScenarioPlan, progress: Any, client: Any,
                 shards: int | None, threads: int | None):  # fmt: skip
         seed, cs = self.seeds[name], self.chunk_size
-        metrics, used, _ = backtest_plan(
+        metrics, used, _, contributions = backtest_plan(
             self.gen, plan, seed, self.horizon, self.drift, self.strategy, self.config,
             self.backend, cs, client=client, shards=shards, resources=self.resources,
-            device=self.device, progress=progress, num_threads=threads,
+            device=self.device, progress=progress, num_threads=threads, contributions=True,
         )  # fmt: skip
         if name == "prior":
             first = min(plan.n, FAN_PATHS, cs or FAN_PATHS)
             self.fan_paths = self.gen.generate(
                 plan, seed, 0, first, self.horizon, self.drift
             ).returns
+            if self.correlation is not None:  # the same paths as the local engine's
+                self.sample_correlations(plan, seed)
+        if contributions is not None:
+            res = BacktestResult(
+                metrics, self.strategy, self.config, used, self.horizon,
+                contributions=contributions,
+            )  # fmt: skip
+            self.tail.update(_tail_contributions(res, name))
         return metrics, used
+
+    def sample_correlations(self, plan: ScenarioPlan, seed: int) -> None:
+        """Generates the plan's first paths here, block by block, into
+        ``correlation`` (the Dask engine's prior set, whose paths stay on
+        the workers)."""
+        block = min(self.chunk_size or CORRELATION_BLOCK, CORRELATION_BLOCK)
+        for start in range(0, min(plan.n, self.correlation.k), block):
+            count = min(block, self.correlation.k - start, plan.n - start)
+            scen = self.gen.generate(plan, seed, start, count, self.horizon, self.drift)
+            self.correlation.add(scen.returns)
 
 
 class _keep_first:
-    """Passes chunks through, keeping the returns of the first k paths."""
+    """Passes chunks through, keeping the returns of the first k paths (and
+    feeding every chunk to ``sample``, a :class:`_CorrelationSample`, when given)."""
 
-    def __init__(self, chunks, k: int):
-        self.chunks, self.k, self.kept = chunks, k, None
+    def __init__(self, chunks, k: int, sample: _CorrelationSample | None = None):
+        self.chunks, self.k, self.kept, self.sample = chunks, k, None, sample
 
     def __iter__(self):
         for chunk in self.chunks:
             if self.kept is None:
                 self.kept = np.array(chunk.returns[: self.k])
+            if self.sample is not None:
+                self.sample.add(chunk.returns)
             yield chunk
+
+
+class _CorrelationSample:
+    """The correlation matrices of the first ``k`` windows (paths) fed to
+    :meth:`add`, each over its first ``days`` days, and their equal-weight
+    portfolio's daily log returns: float64 [k, assets, assets] and [k, days]
+    at most, computed in blocks of CORRELATION_BLOCK windows."""
+
+    def __init__(self, k: int, days: int):
+        self.k, self.days = k, days
+        self.corr: list[np.ndarray] = []
+        self.ew: list[np.ndarray] = []
+        self.n = 0
+
+    def add(self, returns: np.ndarray) -> None:
+        from .realism import window_correlations
+
+        take = min(len(returns), self.k - self.n)
+        for s in range(0, take, CORRELATION_BLOCK):
+            block = np.asarray(returns[s : min(s + CORRELATION_BLOCK, take), : self.days])
+            self.corr.append(window_correlations(block))
+            self.ew.append(np.asarray(block, np.float64).mean(axis=2))
+        self.n += max(take, 0)
+
+    def summary(self) -> dict:
+        """The mean correlation matrix over all, the calm and the crisis
+        windows (stressvae.realism.regime_masks: the calmer half and the
+        10 % most volatile by the equal-weight portfolio's realized
+        volatility, among these windows), the mean over the same windows of
+        each window's average pairwise correlation, and the window counts."""
+        from .realism import regime_masks
+
+        corr, ew = np.concatenate(self.corr), np.concatenate(self.ew)
+        calm, crisis = regime_masks(ew[:, :, None])
+        off = corr[:, ~np.eye(corr.shape[1], dtype=bool)]
+        out: dict[str, Any] = {"windows": len(corr)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an asset that never moves
+            pair = np.nanmean(off, axis=1)
+            for label, m in (("all", np.ones(len(corr), bool)), ("calm", calm),
+                             ("crisis", crisis)):  # fmt: skip
+                out[label] = np.nanmean(corr[m], axis=0).tolist()
+                out[f"avg_{label}"] = float(np.nanmean(pair[m]))
+                out[f"{label}_windows"] = int(m.sum())
+        return out
 
 
 def _realism_section(gen: ScenarioGenerator, data: Any, seed: int, realism: bool | dict,
@@ -396,6 +529,26 @@ class StressReport:
         tail) and the metrics of stressvae.backtesting.METRICS.
     historical: the same metrics on the real history, windows of the same
         horizon, with their dates.
+    correlations (several assets; else None): ``assets``, ``days`` (each
+        window's first days used: the model's window, or the horizon when
+        shorter), and for ``real`` (every window of the data) and
+        ``generated`` (the first CORRELATION_PATHS prior scenarios): the mean
+        within-window correlation matrix of the daily log returns (nested
+        lists [assets][assets]) over ``all``, ``calm`` (the calmer half by the
+        equal-weight portfolio's realized volatility) and ``crisis`` (its 10 %
+        most volatile) windows, each set classified by its own quantiles;
+        ``avg_all`` / ``avg_calm`` / ``avg_crisis``: the mean over those
+        windows of each window's average pairwise correlation; the counts.
+    contributions (portfolio strategies; else None): ``level`` (0.99),
+        ``assets``, and per set (``prior``, ``sweep``, ``tail``, and
+        ``historical`` for the real windows when the backtest gives them) the
+        mean contribution of each asset (its P&L / init_cash) over the worst
+        1 % of the set's scenarios by total return (the values add up to
+        minus the 99 % expected shortfall); ``sweep_alpha`` / ``sweep_steps``:
+        the same per step of the sweep.
+    portfolio (portfolio strategies; else None): ``assets`` and the target
+        ``weights`` in asset order (None where the strategy sets them as it
+        goes, e.g. inverse volatility).
     """
 
     metrics: Any
@@ -421,6 +574,9 @@ class StressReport:
     history: Any
     created: str
     realism_html: str | None = None
+    correlations: dict | None = None
+    contributions: dict | None = None
+    portfolio: dict | None = None
 
     # ------------------------------------------------------------ tables
     def quantiles(self, quantiles: tuple[float, ...] = QUANTILES):
@@ -456,6 +612,32 @@ class StressReport:
         out = s.groupby("alpha")[list(metrics)].quantile(list(quantiles)).unstack()
         out.columns = [f"{m}_q{q * 100:g}" for m, q in out.columns]
         return out
+
+    def tail_contributions(self):
+        """Each asset's mean contribution (fraction of the initial cash;
+        negative: a loss) over the worst 1 % of scenarios by total return, a
+        DataFrame (rows: assets; columns: prior, the calm and crisis ends of
+        the sweep, tail, and historical when there), or None when the
+        strategy trades each asset on its own."""
+        import pandas as pd
+
+        c = self.contributions
+        if c is None:
+            return None
+        cols = {"prior": c["prior"]}
+        if c.get("sweep_steps"):
+            cols[f"sweep {self.sweep[0]}"] = c["sweep_steps"][0]
+            cols[f"sweep {self.sweep[1]}"] = c["sweep_steps"][-1]
+        for name in ("tail", "historical"):
+            if c.get(name) is not None:
+                cols[name] = c[name]
+        return pd.DataFrame(cols, index=pd.Index(c["assets"], name="asset"))
+
+    def portfolio_summary(self) -> str:
+        """One sentence naming a portfolio's assets and its target weights
+        (e.g. for a command line's summary); "" when the strategy trades
+        each asset on its own."""
+        return portfolio_line(self)
 
     def headline(self) -> dict[str, float]:
         """Three numbers: the prior's probability of a loss, its 99 % expected
@@ -540,7 +722,8 @@ class StressReport:
         if "engine" in meta:  # reports saved before the backend was named so
             meta["backend"] = meta.pop("engine")
         fields = {f.name for f in dataclasses.fields(cls)} - set(frames)
-        missing = sorted(fields - {"realism_html"} - set(meta))
+        optional = {"realism_html", "correlations", "contributions", "portfolio"}
+        missing = sorted(fields - optional - set(meta))
         unknown = sorted(set(meta) - fields)
         if missing or unknown:
             raise ValueError(
