@@ -53,7 +53,7 @@ from .backtesting import (
 from .distributed import check_engine, engine_client
 from .generate import SETS, ScenarioGenerator, ScenarioPlan
 from .model import top_anomalies
-from .strategies import Strategy
+from .strategies import PortfolioStrategy, Strategy
 
 __all__ = ["StressReport", "stress_test"]
 
@@ -201,8 +201,11 @@ def _portfolio(strategy: Strategy, assets: list) -> dict | None:
     strategy that trades each asset on its own."""
     if strategy.portfolio_kind != "grouped":
         return None
-    base = np.asarray(strategy.bind(list(assets)).kernel_params(len(assets))["base"], np.float64)
-    weights = base.tolist() if len(base) == len(assets) and base.sum() > 0 else None
+    weights = None
+    if isinstance(strategy, PortfolioStrategy):  # else a user's portfolio: weights unknown
+        p = strategy.bind(list(assets)).kernel_params(len(assets))
+        base = np.asarray(p["base"], np.float64)
+        weights = base.tolist() if len(base) == len(assets) and base.sum() > 0 else None
     return {"assets": [str(a) for a in assets], "weights": weights}
 
 

@@ -208,3 +208,10 @@ def test_on_dask_the_same_correlations_and_contributions(model, data, report):
     assert dask.metrics.equals(report.metrics)
     assert dask.correlations == report.correlations
     assert dask.contributions == report.contributions
+
+
+def test_fixed_weights_by_name_are_shown_in_asset_order(model, data):
+    rep = stress_test(model, data, S.FixedWeights({"XOM": 0.6, "AAPL": 0.4}, every=5), n=1000,
+                      steps=2, n_per_step=200, tail_n=200, device="cpu", progress=False)  # fmt: skip
+    assert rep.portfolio == {"assets": ASSETS, "weights": [0.4, 0.0, 0.6]}
+    assert "AAPL 40.0%, JPM 0.0%, XOM 60.0%" in rep.portfolio_summary()
