@@ -190,7 +190,9 @@ class CudaDecoder:
     kernel, exact float32, on the caller's current stream.
 
     Takes decoders whose latent and hidden widths are at most 256 with at
-    most 8 layers (the activations of 64 scenarios stay in shared memory);
+    most 8 layers (the activations of 64 scenarios stay in shared memory; a
+    factor model keeps their window x factors normals there too, so window
+    64 x 4 factors fits at width 256 on an H100, window 252 x 4 does not);
     otherwise the constructor raises a NativeInputError that says so, and the
     ScenarioGenerator falls back to the torch decoder with a warning. The
     first use on a device checks the kernel against the CPU decoder (parity
