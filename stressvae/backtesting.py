@@ -631,12 +631,16 @@ def historical_windows(
     init_cash: float = 100.0,
     year_days: int = 252,
     backend: str = "auto",
+    result: bool = False,
 ):
     """The strategy on the real history, cut into windows of ``horizon``
     days (every ``stride`` days, default the horizon: no overlap), each
     rebased to start at 100: the real counterpart of the scenario metrics.
-    Returns a DataFrame, one row per window per asset, with its start and
-    end dates."""
+    Returns a DataFrame, one row per window (per window and asset for a
+    per-asset strategy on several assets), with its start and end dates;
+    with ``result=True`` the whole :class:`BacktestResult` (its
+    ``contributions`` for a portfolio strategy: the assets' shares of each
+    real window's return)."""
     import pandas as pd
 
     frame = load_prices(prices)
@@ -658,6 +662,5 @@ def historical_windows(
         }
     )
     scen = Scenarios(win, tags, 0, horizon, horizon, list(frame.columns), "historical")
-    return backtest(
-        scen, strategy, fees, slippage, init_cash, year_days=year_days, backend=backend
-    ).metrics
+    res = backtest(scen, strategy, fees, slippage, init_cash, year_days=year_days, backend=backend)
+    return res if result else res.metrics

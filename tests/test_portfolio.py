@@ -345,3 +345,20 @@ def test_dask_engine_carries_contributions():
     assert dask.metrics.equals(local.metrics) and dask.contributions.equals(local.contributions)
     assert list(dask.contributions.columns) == ["X", "Y", "Z"] and used == "fast"
     assert (contrib["Y"] == 0).all() and len(contrib) == len(metrics) == 500
+
+
+def test_historical_windows_give_contributions_of_real_windows():
+    from stressvae.backtesting import historical_windows
+
+    rng = np.random.default_rng(6)
+    idx = pd.bdate_range("2001-01-02", periods=700)
+    prices = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 0.01, (700, 3)), axis=0)),
+                          columns=["X", "Y", "Z"], index=idx)  # fmt: skip
+    strategy = S.FixedWeights({"X": 0.7, "Y": 0.3}, every=21)
+    metrics = historical_windows(prices, strategy, horizon=64, fees=0.001)
+    res = historical_windows(prices, strategy, horizon=64, fees=0.001, result=True)
+    assert res.metrics.equals(metrics) and len(metrics) == 699 // 64
+    assert (
+        list(res.contributions.columns) == ["X", "Y", "Z"] and (res.contributions["Z"] == 0).all()
+    )
+    np.testing.assert_allclose(res.contributions.sum(axis=1), metrics["total_return"], atol=1e-12)
