@@ -328,7 +328,30 @@ def _write_report(rep, out: Path, say) -> Path:
     say(f"metrics   {(out / 'metrics.parquet').resolve()} ({len(rep.metrics):,} paths)")
     for line in _headline_lines(rep):
         say(line)
+    lines = _portfolio_lines(rep)
+    for line in lines:
+        say(line)
     return path
+
+
+def _portfolio_lines(rep) -> list[str]:
+    """For several assets: the portfolio, the worst 1 %'s largest per-asset
+    losses, and the real and generated average correlations, calm / crisis."""
+    summary = rep.portfolio_summary()
+    lines = [f"portfolio {summary}"] if summary else []
+    tail = rep.tail_contributions()
+    if tail is not None and len(tail):
+        worst = tail["prior"].drop(labels=["total"], errors="ignore").sort_values().head(3)
+        parts = ", ".join(f"{k} {v:+.1%}" for k, v in worst.items())
+        lines.append(f"worst 1%  largest losses by asset: {parts}")
+    corr = getattr(rep, "correlations", None)
+    if corr:
+        real, gen = corr["real"], corr["generated"]
+        lines.append(
+            f"together  average correlation calm / crisis: real {real['avg_calm']:.2f} / "
+            f"{real['avg_crisis']:.2f}, generated {gen['avg_calm']:.2f} / {gen['avg_crisis']:.2f}"
+        )
+    return lines
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -463,7 +486,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
         raise CliError(
             f"the model was trained on {model.n_assets} asset(s), {args.data} has {data.n_assets}"
         )
-    strategy = strategies.parse(args.strategy)
+    strategy = strategies.parse(args.strategy).bind(list(data.asset_names))
     say(f"stress    {strategy.describe()} on {args.n:,} scenarios of {args.data}")
     with _dask_client(args) as client:
         if client is not None:
@@ -796,7 +819,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     strategy_help = (
         "buy_and_hold, ma:FAST,SLOW, momentum:LOOKBACK, rsi:WINDOW,LOWER,UPPER, "
-        "vol_target:TARGET,LOOKBACK, equal_weight (several assets)"
+        "vol_target:TARGET,LOOKBACK; several assets: equal_weight, weights:W1,W2,..[@EVERY] or "
+        "weights:NAME=W,..[@EVERY][,band=B], inverse_vol:LOOKBACK, min_variance:LOOKBACK"
     )
     stress = sub.add_parser(
         "stress",

@@ -213,11 +213,12 @@ def check_memory(n: int, horizon: int, n_assets: int) -> None:
 # The maps from a scenario's global index to its latent point and its tags are
 # small classes, not closures: a plan pickles, so that stressvae.distributed
 # ships it once to workers that generate their own index ranges.
+# They take (global ids, seed): only the mixture prior's depends on the seed.
 @dataclasses.dataclass(frozen=True)
 class _DivIndex:
     per: int
 
-    def __call__(self, ids: np.ndarray) -> np.ndarray:
+    def __call__(self, ids: np.ndarray, seed: int = 0) -> np.ndarray:
         return ids // self.per
 
 
@@ -226,9 +227,33 @@ class _PairedIndex:
     n_per_step: int
     pairs: int
 
-    def __call__(self, ids: np.ndarray) -> np.ndarray:
+    def __call__(self, ids: np.ndarray, seed: int = 0) -> np.ndarray:
         step, j = ids // self.n_per_step, ids % self.n_per_step
         return step * self.pairs + (j % self.pairs)
+
+
+_M64 = (1 << 64) - 1
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer over uint64 (wrapping arithmetic)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@dataclasses.dataclass(frozen=True)
+class _MixtureIndex:
+    """The mixture prior's component of each scenario: uniform over the K
+    components, a hash of (seed, scenario id), so it is the same for any
+    chunking, sharding or engine."""
+
+    k: int
+
+    def __call__(self, ids: np.ndarray, seed: int = 0) -> np.ndarray:
+        key = _splitmix64(np.array([seed & _M64], dtype=np.uint64) ^ np.uint64(0x6A09E667F3BCC909))
+        x = _splitmix64(ids.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + key)
+        return ((x >> np.uint64(11)) % np.uint64(self.k)).astype(np.int64)
 
 
 class _NoTags:
@@ -327,8 +352,15 @@ class ScenarioGenerator:
 
     # ---------------------------------------------------------------- plans
     def prior_plan(self, n: int) -> ScenarioPlan:
-        """The plan of ``sample(n, seed)``: n draws from the prior N(0, I)."""
+        """The plan of ``sample(n, seed)``: n draws from the model's prior,
+        N(0, I), or the mixture of training posteriors the Trainer stores
+        (:meth:`ScenarioVAE.set_prior`): scenario i takes component
+        hash(seed, i) and draws z around it."""
         n = as_int("n", n, 0, 1 << 40, error=native.NativeInputError)
+        tables = self.model.prior_tables()
+        if tables is not None:
+            mu, lv = tables
+            return ScenarioPlan(n, mu, lv, 1.0, _MixtureIndex(len(mu)), _NoTags(), "prior")
         z = np.zeros((1, self.latent_dim), np.float32)
         return ScenarioPlan(n, z, z, 1.0, None, _NoTags(), "prior")
 
@@ -459,7 +491,9 @@ class ScenarioGenerator:
             seed=seed, offset=start * k, scale=plan.scale, demean=(drift == "zero"),
             shift=self.drift_shift(drift), check_finite=False,
         )  # fmt: skip
-        idx = None if plan.index_of is None else np.repeat(plan.index_of(ids).astype(np.int64), k)
+        idx = None
+        if plan.index_of is not None:
+            idx = np.repeat(plan.index_of(ids, seed).astype(np.int64), k)
         if self.cuda_decoder is not None:
             buf[...] = self._cuda_run(plan, idx, rows, **kwargs)
         elif self.device != "cpu":
@@ -488,7 +522,7 @@ class ScenarioGenerator:
         """The recurrent decoder: scenarios start .. start + m - 1, one latent
         draw each (scenario index = Philox offset), every day in one call."""
         ids = np.arange(start, start + m, dtype=np.int64)
-        idx = None if plan.index_of is None else plan.index_of(ids).astype(np.int64)
+        idx = None if plan.index_of is None else plan.index_of(ids, seed).astype(np.int64)
         buf = np.empty((m, horizon, self.n_assets), np.float32) if out is None else out
         kw = dict(
             seed=seed, offset=start, scale=plan.scale, demean=(drift == "zero"),

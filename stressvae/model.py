@@ -86,6 +86,7 @@ REGIME_NAMES = ("calm", "normal", "crisis")
 LOG_SCALE_MIN, LOG_SCALE_MAX = -7.0, 4.0  # standardized units: scale in [9e-4, 55]
 LOADING_MAX = 10.0  # factor loadings are clamped to [-LOADING_MAX, LOADING_MAX] (standardized)
 MAX_FACTORS = 4  # the default number of factors is min(MAX_FACTORS, assets - 1)
+MAX_PRIOR_SIZE = 20_000  # components of the aggregate-posterior prior at most
 LOGVAR_MIN, LOGVAR_MAX = -12.0, 8.0
 FORMAT = "stressvae.ScenarioVAE/1"
 MAX_PARAMETERS = 1 << 30  # numbers in a model (4 GiB of float32): larger configs are refused
@@ -649,6 +650,9 @@ class ScenarioVAE(nn.Module):
     factors: common factors of the daily return vector (gaussian only;
         0 <= factors <= n_assets): assets move together through them. None
         (default): 0 for one asset, min(4, n_assets - 1) otherwise.
+    prior_size: components of the latent prior that generation draws from
+        (0: N(0, I)). The Trainer sets it (:meth:`set_prior`) to the
+        training windows' posteriors, the aggregate posterior.
     """
 
     def __init__(
@@ -664,6 +668,7 @@ class ScenarioVAE(nn.Module):
         decoder: str = DEFAULT_DECODER,
         rnn_hidden: int = 128,
         factors: int | None = None,
+        prior_size: int = 0,
     ) -> None:
         super().__init__()
         window = as_int("window", window, 2)
@@ -711,6 +716,7 @@ class ScenarioVAE(nn.Module):
         self.hidden_dims, self.activation = hidden, activation
         self.dropout, self.beta, self.likelihood = float(dropout), float(beta), likelihood
         self.rnn_hidden, self.factors = rnn_hidden, factors
+        prior_size = as_int("prior_size", prior_size, 0, MAX_PRIOR_SIZE)
         obs = observation(likelihood, factors)
         self.encoder = nn.Sequential(
             *_mlp_layers([window * n_assets, *hidden, 2 * latent_dim], activation, self.dropout)
@@ -728,6 +734,12 @@ class ScenarioVAE(nn.Module):
         # Linear discriminant in latent space for regime_of: score = mu @ W + b.
         self.register_buffer("regime_w", torch.zeros(self.latent_dim, 3))
         self.register_buffer("regime_b", torch.zeros(3))
+        # The latent prior of generation: N(0, I) (prior_size 0), or the
+        # mixture of the training windows' posteriors (set_prior).
+        self.prior_size = 0
+        if prior_size:
+            empty = torch.zeros(prior_size, latent_dim)
+            self._prior_buffers(empty, empty.clone())
         self.thresholds: RegimeThresholds | None = None
         self.fitted = False
         # runs of return dates the model was trained on, [(first, last), ...]
@@ -758,11 +770,54 @@ class ScenarioVAE(nn.Module):
             "decoder": self.decoder_kind,
             "rnn_hidden": self.rnn_hidden,
             "factors": self.factors,
+            "prior_size": self.prior_size,
         }
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def _prior_buffers(self, mu: torch.Tensor, logvar: torch.Tensor) -> None:
+        self.prior_size = int(mu.shape[0])
+        self.register_buffer("prior_mu", mu.to(torch.float32).contiguous())
+        self.register_buffer("prior_logvar", logvar.to(torch.float32).contiguous())
+
+    def set_prior(self, windows: Any | None) -> None:
+        """The latent prior that generation draws from: the mixture of the
+        posteriors q(z | window) of ``windows`` (the aggregate posterior;
+        at most MAX_PRIOR_SIZE of them, evenly spaced), or N(0, I) for None.
+
+        Why: the KL term pulls the posteriors towards N(0, I) but not all the
+        way; the training windows' posterior means are heavy tailed (kurtosis
+        4-10 per dimension on 20 US stocks), so N(0, I) rarely reaches the
+        regions of crisis windows and generated tails come out too thin. A
+        draw from the aggregate posterior picks a training window's regime
+        uniformly and a z around it (its posterior spread); the days are
+        drawn anew by the decoder."""
+        if windows is None:
+            for name in ("prior_mu", "prior_logvar"):
+                if name in self._buffers:
+                    del self._buffers[name]
+            self.prior_size = 0
+            return
+        mu, logvar = self.encode(windows)
+        if len(mu) == 0:
+            raise ValueError("set_prior needs at least one window")
+        if len(mu) > MAX_PRIOR_SIZE:
+            keep = np.linspace(0, len(mu) - 1, MAX_PRIOR_SIZE).round().astype(np.int64)
+            mu, logvar = mu[keep], logvar[keep]
+        self._prior_buffers(mu.detach().cpu(), logvar.detach().cpu())
+        self.to(self.scaler_mean.device)
+
+    def prior_tables(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(mu, logvar) float32 [prior_size, latent] of the mixture prior, or
+        None for N(0, I)."""
+        if not self.prior_size:
+            return None
+        return (
+            self.prior_mu.detach().cpu().numpy().astype(np.float32),
+            self.prior_logvar.detach().cpu().numpy().astype(np.float32),
+        )
 
     def set_data_stats(self, scaler: Scaler, thresholds: RegimeThresholds | None) -> None:
         """Scaler (and regime thresholds) of the data the model is trained on."""
@@ -912,7 +967,8 @@ class ScenarioVAE(nn.Module):
         self, n: int, seed: int | None = None, noise: bool = True, horizon: int | None = None
     ) -> torch.Tensor:
         """n new windows of daily log returns [n, window, assets] from the
-        prior, with observation noise (gaussian) unless ``noise=False``; the
+        prior (N(0, I), or the mixture of :meth:`set_prior`), with
+        observation noise (gaussian) unless ``noise=False``; the
         plain torch path (ScenarioGenerator is the fast one). The recurrent
         decoder rolls out ``horizon`` days (default: the window)."""
         n = as_int("n", n, 0)
@@ -922,7 +978,12 @@ class ScenarioVAE(nn.Module):
             g.manual_seed(as_int("seed", seed, -(1 << 63), (1 << 64) - 1))  # torch's range
         else:
             g.seed()
-        z = torch.randn(n, self.latent_dim, generator=g).to(self.device)
+        z = torch.randn(n, self.latent_dim, generator=g)
+        if self.prior_size:  # a component of the mixture prior each, then z around it
+            pick = torch.randint(self.prior_size, (n,), generator=g)
+            mu, lv = self.prior_mu.cpu()[pick], self.prior_logvar.cpu()[pick]
+            z = mu + torch.exp(0.5 * lv) * z
+        z = z.to(self.device)
         with _eval(self):
             return self.decoder.sample(z, h, g, noise, self.scaler_mean, self.scaler_std)
 
@@ -1079,8 +1140,9 @@ class ScenarioVAE(nn.Module):
             )
         try:
             config = json.loads(meta["config"])
-            if isinstance(config, dict):  # written before factors existed: none
+            if isinstance(config, dict):  # written before factors / the mixture prior
                 config.setdefault("factors", 0)
+                config.setdefault("prior_size", 0)
             th = json.loads(meta.get("thresholds", "null"))
             fitted = bool(json.loads(meta.get("fitted", "false")))
             periods = [(str(a), str(b)) for a, b in json.loads(meta.get("trained_periods", "[]"))]

@@ -24,6 +24,7 @@ from .model import ScenarioVAE
 __all__ = ["History", "Trainer"]
 
 ACTIVE_KL = 0.1  # nats: a dimension above this carries information (free bits default 0.05)
+PRIORS = ("aggregate", "normal")  # the latent prior generation draws from, set after training
 COLUMNS = ("train_loss", "val_loss", "train_recon", "val_recon", "train_kl", "val_kl")
 
 
@@ -92,6 +93,10 @@ class Trainer:
     seed: makes a CPU run reproducible (weights init is the model's own).
     device: "cpu", "cuda" or "auto".
     progress: a tqdm bar over epochs.
+    prior: what generation draws z from, set on the model after training:
+        "aggregate" (default), the mixture of the training windows'
+        posteriors (ScenarioVAE.set_prior: tails and crisis regimes as often
+        as in the training data); "normal", N(0, I).
     """
 
     def __init__(
@@ -107,12 +112,16 @@ class Trainer:
         seed: int = 0,
         device: str = "cpu",
         progress: bool = True,
+        prior: str = "aggregate",
     ) -> None:
         self.max_epochs = as_int("max_epochs", max_epochs, 1)
         self.batch_size = as_int("batch_size", batch_size, 1)
         self.patience = as_int("patience", patience, 1)
         self.kl_warmup_epochs = as_int("kl_warmup_epochs", kl_warmup_epochs, 0)
         self.seed = as_int("seed", seed, 0)
+        if prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+        self.prior = prior
         for name, value in (
             ("lr", lr),
             ("weight_decay", weight_decay),
@@ -215,6 +224,7 @@ class Trainer:
         model.load_state_dict(best_state)
         model.eval()
         model.fit_regimes(data.train, data.labels[data.split == "train"])
+        model.set_prior(data.train if self.prior == "aggregate" else None)
         model.trained_periods = sorted(set(model.trained_periods) | set(data.periods("train")))
         kl_dim_np = best_kl_dim.cpu().numpy()
         return History(

@@ -275,3 +275,54 @@ def test_two_million_scenarios_stream_in_bounded_memory():
     )
     assert diff < 150 * 2**20
     assert np.isfinite(runs[2_000_000]["mean"])
+
+
+# ------------------------------------------------------------ the mixture prior
+def test_trainer_stores_the_aggregate_posterior_as_the_prior(trained, sp500_data, tmp_path):
+    """The default Trainer leaves the training windows' posteriors on the
+    model as its prior; saved and loaded with it."""
+    import torch
+
+    from stressvae import ScenarioVAE, Trainer
+
+    model = trained[0]
+    assert model.prior_size == len(sp500_data.train) == model.config["prior_size"]
+    mu, lv = model.encode(sp500_data.train)
+    torch.testing.assert_close(model.prior_mu, mu, rtol=0, atol=0)
+    torch.testing.assert_close(model.prior_logvar, lv, rtol=0, atol=0)
+    back = ScenarioVAE.load(model.save(tmp_path / "m.safetensors"))
+    assert back.prior_size == model.prior_size
+    assert np.array_equal(back.prior_tables()[0], model.prior_tables()[0])
+    with pytest.raises(ValueError, match="prior must be one of"):
+        Trainer(prior="uniform")
+
+
+def test_mixture_prior_draws_each_component_evenly_for_any_chunking(trained, sp500_data):
+    """With two far-apart components (the calmest and the wildest training
+    window), about half the scenarios come from each, the same for any chunk
+    size, another set for another seed; the torch path (model.sample) draws
+    from the same mixture."""
+    import copy
+
+    from stressvae.data import window_stats
+
+    model = copy.deepcopy(trained[0])
+    vol = window_stats(sp500_data.train)["vol"]
+    calm, wild = sp500_data.train[[int(np.argmin(vol)), int(np.argmax(vol))]]
+    model.set_prior(np.stack([calm, wild]))
+    assert model.prior_size == 2
+    gen = ScenarioGenerator(model, sp500_data, device="cpu")
+    n = 4000
+    s = gen.sample(n, seed=5)
+    v = window_stats(s.returns)["vol"]
+    cut = np.sqrt(window_stats(calm[None])["vol"][0] * window_stats(wild[None])["vol"][0])
+    wild_share = float(np.mean(v > cut))
+    assert abs(wild_share - 0.5) < 0.04, wild_share  # binomial sd 0.008
+    parts = list(gen.iter_chunks(n, seed=5, chunk_size=333))
+    assert np.array_equal(bits(np.concatenate([p.returns for p in parts])), bits(s.returns))
+    other = window_stats(gen.sample(n, seed=6).returns)["vol"] > cut
+    assert not np.array_equal(other, v > cut)  # the components are drawn per seed
+    torch_share = float(np.mean(window_stats(model.sample(n, seed=5).numpy())["vol"] > cut))
+    assert abs(torch_share - 0.5) < 0.04, torch_share
+    model.set_prior(None)  # back to N(0, I)
+    assert model.prior_size == 0 and model.prior_tables() is None

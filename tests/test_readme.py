@@ -103,6 +103,15 @@ def _backtesting(ns: dict, folder: Path) -> None:
     assert len(ns["real"]) > 0
 
 
+def _portfolios(ns: dict, folder: Path) -> None:
+    assert ns["model"].n_assets == 20 and ns["model"].factors == 4
+    assert ns["model"].prior_size == len(ns["data"].train)
+    tail = ns["stress"].tail_contributions()
+    assert list(tail.index) == list(ns["prices"].columns)
+    assert set(tail["prior"][tail["prior"] != 0].index) <= {"JPM", "BAC", "KO"}
+    assert (folder / "portfolio.html").exists()
+
+
 def _native(ns: dict, folder: Path) -> None:
     assert ns["z"].shape == (50_000, 16)
 
@@ -116,6 +125,7 @@ EXPECT = {
     "model.md": _model,
     "backtesting.md": _backtesting,
     "native.md": _native,
+    "portfolios.md": _portfolios,
 }
 
 
