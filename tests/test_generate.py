@@ -68,11 +68,15 @@ def test_native_decode_did_the_work(gen):
 
 
 def test_matches_the_torch_model_path(gen, trained):
-    """Scenario = model.decode(z) + scale * eps, unscaled, with the native z and eps."""
+    """Scenario = model.decode(z) + scale * eps, unscaled, with the native z
+    (around the prior component of each scenario) and eps."""
     model = trained[0]
     n = 2000
     s = gen.sample(n, seed=21)
-    z = native.sample_latent(np.zeros(16, np.float32), np.zeros(16, np.float32), n, seed=21)
+    plan = gen.prior_plan(n)
+    index = plan.index_of(np.arange(n), 21)
+    assert len(np.unique(index)) > n // 2  # components spread over the training windows
+    z = native.sample_latent(plan.mu, plan.logvar, seed=21, index=index)
     mean, scale = model.decode(z)
     eps = native.normals(n, 64, seed=21, tag=native.TAG_OBSERVATION).reshape(n, 64, 1)
     ref = mean.double().numpy() + scale.double().numpy() * eps
@@ -166,15 +170,23 @@ def test_drift_options(gen, trained):
         gen.sample(10, seed=0, drift="up")
 
 
-def test_long_horizons_chain_windows(gen):
+def test_long_horizons_chain_windows(gen, trained, sp500_data):
+    import copy
+
     h = gen.sample(100, seed=6, horizon=200)
     assert h.returns.shape == (100, 200, 1) and h.horizon == 200
-    # window j of scenario i is stream row i * k + j (k = 4 windows of 64)
-    rows = gen.sample(400, seed=6)  # rows 0..399 of the same stream
-    assert np.array_equal(h.returns[1, :64], rows.returns[4])
-    assert np.array_equal(h.returns[1, 64:128], rows.returns[5])
+    rows = gen.sample(400, seed=6)
     short = gen.sample(5, seed=6, horizon=10)
     assert np.array_equal(short.returns, rows.returns[:5, :10])
+    # window j of scenario i is stream row i * k + j (k = 4 windows of 64),
+    # drawn around scenario i's prior point (for N(0, I): the same for all)
+    normal = copy.deepcopy(trained[0])
+    normal.set_prior(None)
+    plain = ScenarioGenerator(normal, sp500_data, device="cpu")
+    h = plain.sample(100, seed=6, horizon=200)
+    rows = plain.sample(400, seed=6)  # rows 0..399 of the same stream
+    assert np.array_equal(h.returns[1, :64], rows.returns[4])
+    assert np.array_equal(h.returns[1, 64:128], rows.returns[5])
 
 
 def test_prices_are_float64_paths(gen):
