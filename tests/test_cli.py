@@ -345,14 +345,16 @@ def test_signal_during_generate_leaves_no_temp_file(tmp_path, trained_model_file
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "stressvae", "generate", "--model", str(trained_model_file),
-         "--n", "1e7", "--out", str(out), "--quiet"],
+         "--n", "2e7", "--out", str(out), "--quiet"],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    try:  # 1.2 GB: the temporary file appears, then the signal comes mid-write
+    try:  # 2.6 GB: the temporary file appears, then the signal comes mid-write
+        # (an idle machine once wrote 1.3 GB to the page cache within the 0.3 s
+        # this test used to wait: the run had finished before the signal)
         while not list(tmp_path.glob(".s.npy.*.tmp")) and time.monotonic() - t0 < 20:
             assert proc.poll() is None, proc.stderr.read()
-            time.sleep(0.05)
-        time.sleep(0.3)
+            time.sleep(0.02)
+        time.sleep(0.05)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=20)
     finally:
