@@ -347,10 +347,11 @@ def test_signal_during_generate_leaves_no_temp_file(tmp_path, trained_model_file
         [sys.executable, "-m", "stressvae", "generate", "--model", str(trained_model_file),
          "--n", "2e7", "--out", str(out), "--quiet"],
         stderr=subprocess.PIPE, text=True,
+        # as from a terminal: a test run before this one (a Dask cluster) can
+        # leave SIGINT ignored in pytest's process, and a child inherits that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:  # 2.6 GB: the temporary file appears, then the signal comes mid-write
-        # (an idle machine once wrote 1.3 GB to the page cache within the 0.3 s
-        # this test used to wait: the run had finished before the signal)
         while not list(tmp_path.glob(".s.npy.*.tmp")) and time.monotonic() - t0 < 20:
             assert proc.poll() is None, proc.stderr.read()
             time.sleep(0.02)
