@@ -32,6 +32,8 @@ _LAZY = {
     "GarchBaseline": "baselines",
     "evaluate": "realism",
     "RealismReport": "realism",
+    "var_backtest": "risk",
+    "VarBacktest": "risk",
     "backtest": "backtesting",
     "historical_windows": "backtesting",
     "BacktestResult": "backtesting",
@@ -53,6 +55,7 @@ SUBMODULES = (
     "native",
     "realism",
     "report",
+    "risk",
     "strategies",
     "train",
 )
@@ -98,5 +101,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and editors
     from .realism import evaluate as evaluate
     from .report import StressReport as StressReport
     from .report import stress_test as stress_test
+    from .risk import VarBacktest as VarBacktest
+    from .risk import var_backtest as var_backtest
     from .train import History as History
     from .train import Trainer as Trainer

@@ -229,3 +229,46 @@ def contribution_figure(rep: Any):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def var_backtest_figure(vb: Any, level: float = 0.99, horizon: int = 1):
+    """A VaR backtest (:class:`stressvae.risk.VarBacktest`): one panel per
+    model, the realized portfolio returns of each forecast day (grey) against
+    minus the model's VaR at ``level`` and ``horizon`` (the line), the
+    exceptions (returns below it) marked in red; the count in each panel's
+    title beside the expected one."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    fc = vb.forecasts
+    ret = fc[f"return_{horizon}d"]
+    models = list(vb.models)
+    fig, axes = plt.subplots(
+        len(models), 1, figsize=(10, 1.9 * len(models) + 0.8), sharex=True, sharey=True,
+        squeeze=False,
+    )  # fmt: skip
+    pct = f"{100 * level:g}"
+    for ax, m in zip(axes[:, 0], models, strict=True):
+        var = fc[f"{m}_var{pct}_{horizon}d"]
+        on = var.notna() & ret.notna()
+        x, v = ret[on], var[on]
+        hit = x < -v
+        ax.vlines(x.index, 0, x.to_numpy(), color="grey", lw=0.6, alpha=0.7)
+        ax.plot(v.index, -v.to_numpy(), color="tab:blue", lw=1.0, label=f"-VaR {pct} %")
+        ax.scatter(x.index[hit], x[hit].to_numpy(), color="red", s=12, zorder=3,
+                   label="exception")  # fmt: skip
+        ax.axhline(0, color="black", lw=0.5)
+        expected = len(x) * (1 - level)
+        ax.set_title(
+            f"{m}: {int(hit.sum())} exceptions in {len(x)} forecasts (expected {expected:.1f})",
+            fontsize=9, loc="left",
+        )  # fmt: skip
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.legend(loc="lower left", fontsize=7, ncol=2)
+    what = "1-day" if horizon == 1 else f"{horizon}-day (non-overlapping)"
+    fig.suptitle(
+        f"{what} portfolio returns against each model's {pct} % VaR, {vb.start}..{vb.end}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
