@@ -581,6 +581,81 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv_list(text: str, kind, what: str) -> tuple:
+    """``1,10`` -> (1, 10) for a --flag of comma-separated ``what``."""
+    try:
+        out = tuple(kind(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
+    return out
+
+
+def _weights_arg(text: str):
+    """--weights: ``0.6,0.4`` (one per asset, in the data's column order) or
+    ``SPY=0.6,QQQ=0.4`` (by name, the others 0)."""
+    parts = [x.strip() for x in text.split(",") if x.strip()]
+    try:
+        if parts and all("=" in x for x in parts):
+            return {k.strip(): float(v) for k, v in (x.split("=", 1) for x in parts)}
+        return [float(x) for x in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected W1,W2,.. or NAME=W,.., got {text!r}") from None
+
+
+def cmd_var_backtest(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .data import load_prices
+    from .datasets import load_dataset
+    from .risk import var_backtest
+
+    say = (lambda *a: None) if args.quiet else print
+    out = _check_out(args.out) if args.out else None
+    figure = _check_out(args.figure) if args.figure else None
+    if figure is not None and figure.suffix.lower() != ".png":
+        raise CliError(f"--figure must end in .png, got {figure.name}")
+    if out is not None and out.suffix.lower() != ".csv":
+        raise CliError(f"--out must end in .csv, got {out.name}")
+    if "vae" in args.models and not args.model:
+        raise CliError("--model is needed for the 'vae' forecaster (or leave vae out of --models)")
+    prices = load_prices(
+        load_dataset(args.data) if args.data in DATASETS else args.data, missing=args.missing
+    )
+    gen = None
+    if args.model:
+        from .generate import ScenarioGenerator
+        from .model import ScenarioVAE
+
+        model = ScenarioVAE.load(args.model)
+        if prices.shape[1] != model.n_assets:
+            raise CliError(
+                f"the model was trained on {model.n_assets} asset(s), {args.data} has "
+                f"{prices.shape[1]}"
+            )
+        gen = ScenarioGenerator(model, None, device=args.device)
+    vb = var_backtest(
+        gen, prices, args.start, args.end, weights=args.weights, levels=args.levels,
+        horizons=args.horizons, n=args.n, seed=args.seed, models=args.models, refit=args.refit,
+        progress=not args.quiet,
+    )  # fmt: skip
+    if out is not None:
+        with atomic_path(out) as tmp:
+            vb.table.to_csv(tmp, index=False)
+    if figure is not None:
+        level = 0.99 if 0.99 in vb.levels else vb.levels[-1]
+        vb.plot(figure, level=level, horizon=vb.horizons[0])
+    weights = ", ".join(f"{a} {w:g}" for a, w in zip(vb.assets, vb.weights, strict=True))
+    say(f"backtest  {vb.start}..{vb.end}, portfolio {weights}, {vb.n:,} draws a forecast")
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        say(vb.table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for path in (out, figure):
+        if path is not None:
+            say(f"wrote     {path}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     print(json.dumps(native.native_info(), indent=2))
     return 0
@@ -899,6 +974,59 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     evaluate.add_argument("--out", default="realism.html", help="HTML page (default realism.html)")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    var_bt = sub.add_parser(
+        "var-backtest",
+        help="out-of-sample VaR / ES backtest of the model beside classical risk models",
+        description=(
+            "Forecasts, every day of a period the model never trained on and from the prices up "
+            "to the day before, the 1- and 10-day return of an asset or portfolio with the model "
+            "(from the day's state), historical simulation (250 days), filtered historical "
+            "simulation on a GJR-GARCH(1,1)-t and a GARCH(1,1)-t; counts the VaR exceptions and "
+            "prints Kupiec, Christoffersen, Basel traffic-light and Acerbi-Szekely Z2 results."
+        ),
+    )
+    var_bt.add_argument("--model", default=None, help="a model saved by `stressvae train`")
+    var_bt.add_argument(
+        "--data", default="sp500",
+        help="bundled dataset (sp500, sp500_nasdaq, sp500_stocks) or a CSV / parquet file of "
+        "daily prices with the model's assets (default sp500)",
+    )  # fmt: skip
+    var_bt.add_argument("--missing", default="raise", choices=["raise", "ffill", "drop"])
+    var_bt.add_argument("--start", required=True, help="first day of the period (YYYY-MM-DD)")
+    var_bt.add_argument("--end", required=True, help="last day of the period (YYYY-MM-DD)")
+    var_bt.add_argument(
+        "--weights", type=_weights_arg, default=None,
+        help="portfolio: W1,W2,.. or NAME=W,.. (default the asset, or equal weights)",
+    )  # fmt: skip
+    var_bt.add_argument(
+        "--levels", type=lambda t: _csv_list(t, float, "levels"), default=(0.95, 0.99),
+        help="VaR / ES levels (default 0.95,0.99)",
+    )  # fmt: skip
+    var_bt.add_argument(
+        "--horizons", type=lambda t: _csv_list(t, int, "whole numbers"), default=(1, 10),
+        help="days ahead (default 1,10; h > 1 on non-overlapping blocks)",
+    )  # fmt: skip
+    var_bt.add_argument(
+        "--models", type=lambda t: _csv_list(t, str.strip, "names"),
+        default=("vae", "hs", "fhs_gjr", "garch_t"),
+        help="forecasters: vae,hs,fhs_gjr,garch_t (default all)",
+    )  # fmt: skip
+    var_bt.add_argument(
+        "--n", type=_positive_int, default=1000, help="draws per forecast (default 1000)"
+    )
+    var_bt.add_argument(
+        "--refit", type=_positive_int, default=None,
+        help="refit the GARCH models every this many days (default: fitted once)",
+    )  # fmt: skip
+    var_bt.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    var_bt.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    var_bt.add_argument("--out", default=None, help="write the table to this .csv")
+    var_bt.add_argument(
+        "--figure", default=None, help="write returns against each model's 99 %% VaR to this .png"
+    )
+    var_bt.add_argument("--quiet", action="store_true", help="print nothing on success")
+    var_bt.set_defaults(func=cmd_var_backtest)
 
     info = sub.add_parser("info", help="what was built and which devices are usable (JSON)")
     info.set_defaults(func=cmd_info)
