@@ -25,6 +25,8 @@ _LAZY = {
     "top_anomalies": "model",
     "ScenarioGenerator": "generate",
     "Scenarios": "generate",
+    "ConditionalScenarios": "generate",
+    "Event": "events",
     "ScenarioPlan": "generate",
     "Trainer": "train",
     "GaussianBaseline": "baselines",
@@ -50,6 +52,7 @@ SUBMODULES = (
     "data",
     "datasets",
     "distributed",
+    "events",
     "generate",
     "model",
     "native",
@@ -91,6 +94,8 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and editors
     from .data import load_prices as load_prices
     from .datasets import DATASETS as DATASETS
     from .datasets import load_dataset as load_dataset
+    from .events import Event as Event
+    from .generate import ConditionalScenarios as ConditionalScenarios
     from .generate import ScenarioGenerator as ScenarioGenerator
     from .generate import ScenarioPlan as ScenarioPlan
     from .generate import Scenarios as Scenarios

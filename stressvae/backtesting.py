@@ -233,6 +233,8 @@ class BacktestResult:
 
         def one(frame):
             m = frame[list(METRICS)]
+            if "weight" in frame.columns:  # what-if scenarios: importance weights
+                return _weighted_summary(m, frame["weight"].to_numpy(np.float64), quantiles)
             out = pd.DataFrame({"count": m.count(), "mean": m.mean(), "std": m.std()})
             for q in quantiles:
                 out[f"q{q * 100:g}"] = m.quantile(q)
@@ -247,16 +249,20 @@ class BacktestResult:
     def risk(self, levels: tuple[float, ...] = (0.95, 0.99), by: str | None = None):
         """Probability of loss and value at risk / expected shortfall of the
         total return, as positive losses: VaR_q = -quantile(total_return,
-        1 - q); ES_q = -mean of the returns at or below that quantile."""
+        1 - q); ES_q = -mean of the returns at or below that quantile.
+        Scenarios with importance weights (a ``weight`` column: what-if
+        scenarios) give weighted quantiles and means, plus ``ess`` and
+        ``mean_return``."""
         import pandas as pd
 
+        def one(frame):
+            w = frame["weight"].to_numpy(np.float64) if "weight" in frame.columns else None
+            return pd.Series(loss_risk(frame["total_return"].to_numpy(), levels, weights=w))
+
         if by is None:
-            return pd.Series(loss_risk(self.metrics["total_return"].to_numpy(), levels))
+            return one(self.metrics)
         return pd.DataFrame(
-            {
-                k: pd.Series(loss_risk(g["total_return"].to_numpy(), levels))
-                for k, g in self.metrics.groupby(by, observed=True)
-            }
+            {k: one(g) for k, g in self.metrics.groupby(by, observed=True)}
         ).T
 
     def contribution_in_tail(self, level: float = 0.99):
@@ -300,12 +306,69 @@ class BacktestResult:
         )
 
 
-def loss_risk(total_return: np.ndarray, levels: tuple[float, ...] = (0.95, 0.99)) -> dict:
+def weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
+    """The smallest x whose cumulative weight share reaches q (x, w finite,
+    w >= 0); NaN for no values."""
+    if len(x) == 0:
+        return float("nan")
+    order = np.argsort(x, kind="stable")
+    cum = np.cumsum(w[order])
+    i = int(np.searchsorted(cum, q * cum[-1], side="left"))
+    return float(x[order][min(i, len(x) - 1)])
+
+
+def _weighted_summary(m, w: np.ndarray, quantiles: tuple[float, ...]):
+    import pandas as pd
+
+    rows = {}
+    for col in m.columns:
+        x = m[col].to_numpy(np.float64)
+        ok = np.isfinite(x)
+        x, wx = x[ok], w[ok]
+        mean = float(np.sum(wx * x) / np.sum(wx)) if len(x) else np.nan
+        std = float(np.sqrt(np.sum(wx * (x - mean) ** 2) / np.sum(wx))) if len(x) else np.nan
+        row = {"count": int(ok.sum()), "ess": float(np.sum(wx) ** 2 / np.sum(wx * wx)) if len(x) else 0.0,
+               "mean": mean, "std": std}  # fmt: skip
+        for q in quantiles:
+            row[f"q{q * 100:g}"] = weighted_quantile(x, wx, q)
+        rows[col] = row
+    return pd.DataFrame(rows).T
+
+
+def loss_risk(
+    total_return: np.ndarray,
+    levels: tuple[float, ...] = (0.95, 0.99),
+    weights: np.ndarray | None = None,
+) -> dict:
     """Of the finite total returns: ``paths``, ``prob_loss`` and, per level
     q, ``var_<q%>`` = -quantile(r, 1 - q) and ``es_<q%>`` = -mean of the
     returns at or below that quantile (positive numbers are losses; NaN
-    when there is no finite return)."""
+    when there is no finite return). With importance ``weights`` (>= 0,
+    one per return): weighted quantiles and means, plus ``ess`` (Kish's
+    effective sample size) and ``mean_return``."""
     r = np.asarray(total_return, dtype=np.float64)
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != r.shape or not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError("weights must be finite, >= 0 and one per total return")
+        ok = np.isfinite(r)
+        r, w = r[ok], w[ok]
+        out = {"paths": len(r)}
+        if not len(r) or w.sum() <= 0:
+            out.update(prob_loss=np.nan, ess=0.0, mean_return=np.nan)
+            for q in levels:
+                out[f"var_{q * 100:g}"] = out[f"es_{q * 100:g}"] = np.nan
+            return out
+        total = w.sum()
+        out["prob_loss"] = float(w[r < 0].sum() / total)
+        out["ess"] = float(total**2 / np.sum(w * w))
+        out["mean_return"] = float(np.sum(w * r) / total)
+        for q in levels:
+            cut = weighted_quantile(r, w, 1 - q)
+            tail = r <= cut
+            out[f"var_{q * 100:g}"] = -cut
+            out[f"es_{q * 100:g}"] = -float(np.sum(w[tail] * r[tail]) / np.sum(w[tail]))
+        return out
     r = r[np.isfinite(r)]
     out = {"paths": len(r), "prob_loss": float(np.mean(r < 0)) if len(r) else np.nan}
     for q in levels:

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from . import native
+from . import _importance, native
 from ._checks import as_float, as_int
 from ._files import atomic_path
 from .data import as_windows
@@ -48,7 +48,8 @@ from .data import as_windows
 __all__ = ["DRIFTS", "SETS", "ScenarioGenerator", "ScenarioPlan", "Scenarios"]
 
 DRIFTS = ("keep", "zero", "historical")
-SETS = ("prior", "sweep", "tail")  # what the scenarios of a stream are, in tags["set"]
+# what the scenarios of a stream are, in tags["set"] (new sets go at the end)
+SETS = ("prior", "sweep", "tail", "given", "today")
 PATHS = ("linear", "spherical")
 _CALIBRATION = (65_536, 0x5EED_CA1B)  # n, seed of the draw that measures the model's drift
 
@@ -77,6 +78,21 @@ class Scenarios:
     @property
     def n_assets(self) -> int:
         return int(self.returns.shape[2])
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """Importance weights (float64 [n], likelihood ratios; what-if
+        scenarios of :meth:`ScenarioGenerator.given`), or None: every
+        scenario counts the same."""
+        if "weight" not in self.tags.columns:
+            return None
+        return self.tags["weight"].to_numpy(np.float64)
+
+    @property
+    def ess(self) -> float:
+        """Effective sample size, (sum w)^2 / sum w^2 (n without weights)."""
+        w = self.weights
+        return float(len(self)) if w is None else _importance.ess(w)
 
     def prices(self, start: float | np.ndarray = 1.0) -> np.ndarray:
         """Price paths, float64 ``[n, horizon + 1, assets]``: ``start *
@@ -145,6 +161,34 @@ class Scenarios:
             first,
             returns=np.concatenate([p.returns for p in parts]),
             tags=pd.concat([p.tags for p in parts], ignore_index=True),
+        )
+
+
+@dataclasses.dataclass
+class ConditionalScenarios(Scenarios):
+    """Scenarios inside an event (:meth:`ScenarioGenerator.given`), drawn
+    from a tilted proposal: ``tags["weight"]`` is each one's likelihood
+    ratio (model / proposal), the weight of every weighted statistic.
+
+    event: the event, as text. probability: its probability under the model,
+    estimated from every proposal draw made (sum of the weights of the draws
+    inside it / draws). draws: proposal draws made for the n scenarios.
+    tilt: what the proposal moved ("latent" or "latent+noise"). search: one
+    row per cross-entropy iteration (level reached, share of draws inside
+    the event, ESS of the elite).
+    """
+
+    event: str = ""
+    probability: float = float("nan")
+    draws: int = 0
+    tilt: str = "latent"
+    search: Any = None  # pandas.DataFrame
+
+    def __repr__(self) -> str:
+        return (
+            f"ConditionalScenarios(event={self.event!r}, n={len(self)}, horizon={self.horizon}, "
+            f"ess={self.ess:.0f}, probability={self.probability:.3g}, draws={self.draws}, "
+            f"tilt={self.tilt!r})"
         )
 
 
@@ -336,6 +380,7 @@ class ScenarioGenerator:
                     stacklevel=2,
                 )
             self.model.to(self.device)
+        self._today = None if data is None else (data.latest(), data.returns.index[-1])
         self._drift_shift: np.ndarray | None = None
         self._tables: tuple[ScenarioPlan, Any] | None = None  # a plan's tables on the GPU
 
@@ -852,6 +897,402 @@ class ScenarioGenerator:
         seed, h, cs = self.check_stream_args(seed, drift, horizon, chunk_size)
         plan = self.augment_plan(windows, n_per_window, scale)
         return self._collect(plan.with_phi(self.phi_of(regime_halflife)), seed, cs, h, drift)
+
+    # ---------------------------------------------------------------- from today
+    def recent_window(self, prices: Any = None) -> tuple[np.ndarray, Any]:
+        """The latest window of daily log returns, float32 [window, assets],
+        and its last date (None when unknown): from ``prices`` (price
+        levels: a DataFrame with the model's asset columns, a Series for one
+        asset, or an array [days, assets]; the last window + 1 rows are
+        used), or else the generator's data (its most recent window)."""
+        import pandas as pd
+
+        if prices is None:
+            if self._today is None:
+                raise ValueError(
+                    "from_today needs the recent history: pass prices= (the latest "
+                    f"{self.window + 1} days of prices) or build the generator with its data"
+                )
+            return self._today
+        last = None
+        if isinstance(prices, pd.Series):
+            prices = prices.to_frame()
+        if isinstance(prices, pd.DataFrame):
+            missing = [a for a in self.asset_names if a not in prices.columns]
+            if missing and prices.shape[1] == self.n_assets:
+                frame = prices
+            elif missing:
+                raise ValueError(
+                    f"prices has no column for {missing}: the model's assets are {self.asset_names}"
+                )
+            else:
+                frame = prices[self.asset_names]
+            last = frame.index[-1] if len(frame) else None
+            arr = frame.to_numpy(np.float64)
+        else:
+            arr = np.asarray(prices, np.float64)
+            if arr.ndim == 1:
+                arr = arr[:, None]
+        if arr.ndim != 2 or arr.shape[1] != self.n_assets:
+            raise ValueError(
+                f"prices must be [days, {self.n_assets}] (one column per asset), got {arr.shape}"
+            )
+        if len(arr) < self.window + 1:
+            raise ValueError(
+                f"prices has {len(arr)} days: from_today needs the latest {self.window + 1} "
+                f"(one window of {self.window} returns)"
+            )
+        tail = arr[-(self.window + 1) :]
+        if not np.all(np.isfinite(tail)) or np.any(tail <= 0):
+            raise ValueError("the latest prices must be finite and > 0 (no gaps in the last window)")
+        return np.diff(np.log(tail), axis=0).astype(np.float32), last
+
+    def today_plan(self, n: int, prices: Any = None) -> ScenarioPlan:
+        """The plan of :meth:`from_today`: n draws around the posterior of the
+        latest window (encoded here, once)."""
+        n = as_int("n", n, 0, 1 << 40, error=native.NativeInputError)
+        window, _ = self.recent_window(prices)
+        mu, lv = self._encode(window[None], "prices")
+        return ScenarioPlan(
+            n, mu.astype(np.float32), lv.astype(np.float32), 1.0, None, _NoTags(), "today"
+        )
+
+    def from_today(
+        self,
+        horizon: int | None = None,
+        n: int = 10_000,
+        seed: int = 0,
+        prices: Any = None,
+        chunk_size: int | None = None,
+        drift: str = "keep",
+    ) -> Scenarios:
+        """n paths of the next ``horizon`` days from where the market is now.
+
+        The regime is the posterior of the latest window (of ``prices``, or
+        of the generator's data): every scenario draws its z from it. An MLP
+        decoder then makes a new window of that regime (the first
+        ``horizon`` days; chained windows past the model's window). A
+        recurrent decoder first reads the real days of the latest window
+        with that z (teacher forcing, as in training) and rolls out from the
+        state it reaches, the last real day fed as the previous day: the
+        path continues today's. Scenario i depends only on (model, prices,
+        seed, i); ``tags["set"]`` is "today".
+        """
+        seed, h, cs = self.check_stream_args(seed, drift, horizon, chunk_size)
+        plan = self.today_plan(n, prices)
+        if not self.recurrent:
+            return self._collect(plan, seed, cs, h, drift)
+        window, _ = self.recent_window(prices)
+        check_memory(plan.n, h, self.n_assets)
+        returns = self._warm_rollout(plan, window, seed, 0, plan.n, h, drift)
+        return self._scenarios(plan, seed, 0, plan.n, h, drift, returns)
+
+    _BLOCK = 1024  # torch paths run in blocks aligned to this many scenario ids
+
+    def _aligned(self, start: int, m: int, fn) -> np.ndarray:
+        """Rows start .. start + m - 1 of fn(block_start, block_len) computed
+        over whole aligned blocks, so a row's arithmetic never depends on the
+        chunking it was asked in."""
+        b = self._BLOCK
+        parts = []
+        first, stop = (start // b) * b, start + m
+        for s0 in range(first, stop, b):
+            rows = fn(s0, b)
+            parts.append(rows[max(start - s0, 0) : min(stop - s0, b)])
+        return np.concatenate(parts) if parts else None
+
+    def _warm_rollout(self, plan, window, seed, start, m, horizon, drift) -> np.ndarray:
+        """Recurrent decoder: rows start .. start + m - 1 of a from-today plan
+        (z from the native sampler, the GRU warmed on the real window in
+        torch, then the torch rollout fed the native noise streams)."""
+        import torch
+
+        model = self.model
+        dev = model.device
+        x_real = (torch.tensor(window[None], device=dev) - model.scaler_mean) / model.scaler_std
+        shift = self.drift_shift(drift)
+
+        def block(s0: int, b: int) -> np.ndarray:
+            z = native.sample_latent(plan.mu[0], plan.logvar[0], b, seed=seed, offset=s0)
+            eps, _ = native.rollout_noise(
+                b, horizon, self.n_assets, self.latent_dim, seed=seed, offset=s0,
+                factors=model.factors,
+            )  # fmt: skip
+            with torch.no_grad():
+                zt = torch.from_numpy(z).to(dev)
+                state = model.warm_scaled(zt, x_real.expand(b, -1, -1))
+                x = model.rollout_scaled(zt, horizon, torch.from_numpy(eps).to(dev), state=state)
+                y = x * model.scaler_std + model.scaler_mean
+                if shift is not None:
+                    y = y + torch.from_numpy(shift).to(dev)
+                if drift == "zero":
+                    y = y - y.double().mean(dim=1, keepdim=True).float()
+            return y.cpu().numpy()
+
+        if m == 0:
+            return np.empty((0, horizon, self.n_assets), np.float32)
+        return np.ascontiguousarray(self._aligned(start, m, block))
+
+    # ---------------------------------------------------------------- what-if
+    def given(
+        self,
+        event: Any,
+        n: int = 10_000,
+        seed: int = 0,
+        horizon: int | None = None,
+        tilt: str = "auto",
+        search: int = 4096,
+        rho: float = 0.1,
+        max_iterations: int = 20,
+        max_draws: int | None = None,
+        drift: str = "keep",
+        progress: bool = False,
+    ) -> ConditionalScenarios:
+        """n scenarios in which ``event`` happens, with their likelihood-ratio
+        weights (what-if scenarios: "JPM falls 20 % this month").
+
+        event: a :class:`stressvae.Event` or its text (``"JPM:return<=-20%"``,
+            ``"ew:drawdown<=-15%"``, ...; :meth:`Event.parse`).
+        horizon: days per path (default the window; an MLP decoder's what-if
+            paths fit in one window).
+        tilt: what the importance-sampling proposal moves: ``"latent"`` (the
+            prior's components and the latent draw; the paths come from the
+            native fused decoder), ``"latent+noise"`` (also the mean of each
+            day's noise streams: assets' own and common factors; the decoder
+            then runs in torch on the native noise streams), ``"auto"``:
+            latent for an MLP decoder, latent+noise for a recurrent one,
+            whose latent carries little (its paths are driven by the noise).
+        search: proposal draws per cross-entropy iteration; rho: the elite
+            share; max_iterations: iterations before giving up.
+        max_draws: proposal draws allowed for the n scenarios (default 200 n);
+            fewer scenarios come back, with a warning, past it.
+
+        The proposal is found by the cross-entropy method (see
+        stressvae/_importance.py) from seeds derived from ``seed``; then
+        proposal draw i (a function of (seed, i) alone) is kept when it is
+        inside the event, and the first n kept are returned, so ``given(n=100)``
+        is the first 100 of ``given(n=1000)``. Raises ValueError when no draw
+        of the search reaches the event (it names the closest value reached).
+        """
+        from .events import Event
+
+        if isinstance(event, str):
+            event = Event.parse(event)
+        if not isinstance(event, Event):
+            raise ValueError(f"event must be a stressvae.Event or its text, got {event!r}")
+        bound = event.bind(self.asset_names)
+        n = as_int("n", n, 1, 1 << 32, error=native.NativeInputError)
+        seed, h, _ = self.check_stream_args(seed, drift, horizon, None)
+        if not self.recurrent and h > self.window:
+            raise ValueError(
+                f"horizon={h}: an MLP decoder makes windows of {self.window} days and a what-if "
+                "path must come from one latent draw; use horizon <= window or a recurrent model "
+                "(ScenarioVAE(decoder='gru'))"
+            )
+        if tilt == "auto":
+            tilt = "latent+noise" if self.recurrent else "latent"
+        if tilt not in ("latent", "latent+noise"):
+            raise ValueError(f"tilt must be 'auto', 'latent' or 'latent+noise', got {tilt!r}")
+        if tilt == "latent+noise" and self.model.likelihood != "gaussian":
+            raise ValueError("tilt='latent+noise' needs likelihood='gaussian' (a model with noise)")
+        search = as_int("search", search, 256, 1 << 24, error=native.NativeInputError)
+        rho = as_float("rho", rho, 0.001, error=native.NativeInputError)
+        if rho >= 0.5:
+            raise ValueError(f"rho must be below 0.5, got {rho}")
+        max_iterations = as_int("max_iterations", max_iterations, 1, 1000)
+        max_draws = 200 * n if max_draws is None else as_int("max_draws", max_draws, 1, 1 << 40)
+
+        prop, scales, rows = self._search(bound, seed, h, tilt, search, rho, max_iterations, drift)
+        return self._given_draws(
+            bound, event, prop, scales, rows, seed, n, h, tilt, max_draws, drift, progress
+        )
+
+    def _prior_proposal(self, horizon: int, tilt: str) -> _importance.Proposal:
+        tables = self.model.prior_tables()
+        if tables is None:
+            z = np.zeros((1, self.latent_dim), np.float32)
+            tables = (z, z)
+        mu, lv = (np.ascontiguousarray(t, np.float32) for t in tables)
+        k = len(mu)
+        log_prior = np.full(k, -np.log(k))
+        noise = None
+        if tilt == "latent+noise":
+            noise = np.zeros((horizon, self.n_assets + self.model.factors))
+        return _importance.Proposal(mu, lv, log_prior, log_prior.copy(), np.zeros(self.latent_dim), noise)
+
+    def _proposal_draws(self, prop, seed, start, m, horizon, drift):
+        """Draws start .. start + m - 1 of a proposal: (returns [m, horizon,
+        assets], log weights [m], u [m, latent], k [m], shifted noise or None)."""
+        ids = np.arange(start, start + m, dtype=np.int64)
+        k = prop.index(ids, seed)
+        z = native.sample_latent(prop.mu, prop.logvar, index=k, seed=seed, offset=start)
+        u = prop.standard(z, k)
+        if prop.noise is None:
+            plan = ScenarioPlan(1 << 40, prop.mu, prop.logvar, 1.0, prop.index, _NoTags(), "given")
+            y = self._run(plan, seed, start, m, horizon, drift, None).returns
+            return y, prop.log_weight(u, k, None), u, k, None
+        y, e = self._tilted_noise_paths(prop, z, seed, start, m, horizon, drift)
+        return y, prop.log_weight(u, k, e), u, k, e
+
+    def _tilted_noise_paths(self, prop, z, seed, start, m, horizon, drift):
+        """The decoder in torch on the native noise streams moved by the
+        proposal's shift: (returns [m, horizon, assets], shifted noise
+        [m, horizon, streams] float64)."""
+        import torch
+
+        model = self.model
+        dev = model.device
+        shift = self.drift_shift(drift)
+        s = prop.noise.astype(np.float32)
+
+        def block(s0: int, b: int) -> np.ndarray:
+            if self.recurrent:
+                eps, _ = native.rollout_noise(
+                    b, horizon, self.n_assets, self.latent_dim, seed=seed, offset=s0,
+                    factors=model.factors,
+                )  # fmt: skip
+                eps = eps + s
+            else:
+                eps = native.decode_noise(
+                    b, self.window, self.n_assets, seed=seed, offset=s0, factors=model.factors
+                )
+                eps[:, :horizon] += s
+            zb = zs(s0, b)
+            with torch.no_grad():
+                zt = torch.from_numpy(zb).to(dev)
+                et = torch.from_numpy(eps).to(dev)
+                if self.recurrent:
+                    x = model.rollout_scaled(zt, horizon, et)
+                else:
+                    mean, log_scale, *extra = model.decode_scaled(zt)
+                    x = model.observation.draw(mean, log_scale, et, *extra)[:, :horizon]
+                y = x * model.scaler_std + model.scaler_mean
+                if shift is not None:
+                    y = y + torch.from_numpy(shift).to(dev)
+                if drift == "zero":
+                    y = y - y.double().mean(dim=1, keepdim=True).float()
+            out = np.empty((b, horizon, self.n_assets + eps.shape[2]), np.float32)
+            out[:, :, : self.n_assets] = y.cpu().numpy()
+            out[:, :, self.n_assets :] = eps[:, :horizon]
+            return out
+
+        def zs(s0: int, b: int) -> np.ndarray:
+            if start <= s0 and s0 + b <= start + m:
+                return z[s0 - start : s0 - start + b]
+            ids = np.arange(s0, s0 + b, dtype=np.int64)
+            return native.sample_latent(
+                prop.mu, prop.logvar, index=prop.index(ids, seed), seed=seed, offset=s0
+            )
+
+        both = self._aligned(start, m, block)
+        y = np.ascontiguousarray(both[:, :, : self.n_assets])
+        return y, both[:, :, self.n_assets :].astype(np.float64)
+
+    def _search(self, event, seed, horizon, tilt, m, rho, max_iterations, drift):
+        """The cross-entropy search for a proposal: (proposal, the conditions'
+        scales, one row per iteration)."""
+        prop = self._prior_proposal(horizon, tilt)
+        scales, rows, best, reached = None, [], np.inf, 0
+        for it in range(max_iterations):
+            s_it = _importance.derive_seed(seed, it + 1)
+            y, lw, u, k, e = self._proposal_draws(prop, s_it, 0, m, horizon, drift)
+            stats = event.statistics(y)
+            if scales is None:  # each condition's spread under the prior
+                q75, q25 = np.nanpercentile(stats, [75, 25], axis=0)
+                scales = np.maximum((q75 - q25) / 1.349, 1e-8)
+            mg = event.margins(stats, scales)
+            mg = np.where(np.isfinite(mg), mg, np.inf)
+            level = max(0.0, float(np.quantile(mg, rho)))
+            elite = mg <= level
+            best = min(best, float(mg.min()))
+            w = np.exp(lw[elite] - lw[elite].max())
+            rows.append(
+                {
+                    "iteration": it, "level": level, "inside": float(np.mean(mg <= 0)),
+                    "elite_ess": _importance.ess(w),
+                }
+            )  # fmt: skip
+            if not np.isfinite(level) or not elite.any():
+                break
+            prop = prop.update(u[elite], k[elite], None if e is None else e[elite], w)
+            reached += level == 0.0
+            if reached == 2:  # the level reached, then one refinement on the draws inside
+                return prop, scales, rows
+            if reached == 0 and it >= 4 and level >= rows[it - 4]["level"] * (1 - 1e-3):
+                # no progress over four iterations: the proposal cannot move further towards
+                # the event; it is used if its draws reach the event at all
+                if best <= 0:
+                    return prop, scales, rows
+                break
+        if best <= 0:
+            return prop, scales, rows
+        closest = self._closest(event, scales, best)
+        raise ValueError(
+            f"the event {event.describe()!r} was never reached: {len(rows)} search iterations "
+            f"of {m} draws ({tilt} tilted); the closest path was {closest} outside it. It may be "
+            "impossible under this model (e.g. beyond the clamp of its scales), or try "
+            "tilt='latent+noise', a larger search= or max_iterations="
+        )
+
+    @staticmethod
+    def _closest(event, scales, best: float) -> str:
+        if not np.isfinite(best) or scales is None:
+            return "no finite path"
+        conds = event.conditions()
+        if len(conds) == 1:
+            return f"{best * scales[0] * 100:.3g} percentage points"
+        return f"{best:.3g} spreads (the conditions' standard deviations under the model)"
+
+    def _given_draws(self, bound, event, prop, scales, rows, seed, n, h, tilt, max_draws, drift, progress):
+        import pandas as pd
+
+        from ._progress import progress_bar
+
+        block = 4 * self._BLOCK
+        got_y, got_ids, got_lw = [], [], []
+        hits, drawn, mass = 0, 0, 0.0
+        bar = progress_bar(n, progress, unit="scenario", desc="what-if")
+        try:
+            while hits < n and drawn < max_draws:
+                m = min(block, max_draws - drawn)
+                y, lw, _, _, _ = self._proposal_draws(prop, seed, drawn, m, h, drift)
+                inside = bound.margins(bound.statistics(y), scales) <= 0
+                mass += float(np.exp(lw[inside]).sum())
+                keep = np.flatnonzero(inside)[: n - hits]
+                got_y.append(y[keep])
+                got_ids.append(keep + drawn)
+                got_lw.append(lw[keep])
+                hits += len(keep)
+                drawn += m
+                bar.update(len(keep))
+        finally:
+            bar.close()
+        if hits == 0:
+            raise ValueError(
+                f"the event {bound.describe()!r} was reached in the search but in none of "
+                f"{drawn} proposal draws: raise max_draws or search"
+            )
+        if hits < n:
+            warnings.warn(
+                f"given: {hits} of {n} scenarios inside {bound.describe()!r} within "
+                f"max_draws={max_draws} proposal draws (hit rate {hits / drawn:.2%})",
+                stacklevel=3,
+            )
+        ids = np.concatenate(got_ids)
+        weight = np.exp(np.concatenate(got_lw))
+        codes = np.full(hits, SETS.index("given"), dtype=np.int8)
+        tags = pd.DataFrame(
+            {
+                "scenario": ids,
+                "set": pd.Categorical.from_codes(codes, categories=SETS),
+                "weight": weight,
+            }
+        )
+        return ConditionalScenarios(
+            np.ascontiguousarray(np.concatenate(got_y)), tags, seed, h, self.window,
+            self.asset_names, drift, event=event.describe(), probability=mass / drawn,
+            draws=drawn, tilt=tilt, search=pd.DataFrame(rows),
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         return (

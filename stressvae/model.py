@@ -403,6 +403,7 @@ class Decoder(nn.Module):
         phi: float = 1.0,
         eta: torch.Tensor | None = None,
         return_params: bool = False,
+        state: tuple[torch.Tensor, torch.Tensor] | None = None,
     ):
         """See :meth:`ScenarioVAE.rollout_scaled`."""
         raise ValueError("rollout_scaled needs decoder='gru'")
@@ -545,11 +546,25 @@ class GRUDecoder(Decoder):
         out, _ = self.gru(inp, h0.contiguous())
         return self.obs.params(self.head(out))
 
-    def rollout(self, z, horizon, eps, phi=1.0, eta=None, return_params=False):
+    def warm(self, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state after reading the real days x [b, T, assets] (teacher
+        forcing, as in training) and the last day: (h_T [b, hidden], x_T
+        [b, assets]), where a rollout continues the path after x."""
+        b = x.shape[0]
+        prev = torch.cat([x.new_zeros(b, 1, self.n_assets), x[:, :-1]], dim=1)
+        inp = self._inputs(prev, z[:, None, :].expand(b, x.shape[1], self.latent_dim))
+        h0 = torch.tanh(self.init(z))[None]
+        _, h = self.gru(inp, h0.contiguous())
+        return h[0], x[:, -1]
+
+    def rollout(self, z, horizon, eps, phi=1.0, eta=None, return_params=False, state=None):
         n = z.shape[0]
         w_ih, w_hh, b_ih, b_hh = self.cell_weights()
-        h = torch.tanh(self.init(z))
-        x_prev = z.new_zeros(n, self.n_assets)
+        if state is None:
+            h = torch.tanh(self.init(z))
+            x_prev = z.new_zeros(n, self.n_assets)
+        else:  # (h, x_prev) of :meth:`warm`
+            h, x_prev = state
         drift = phi < 1.0
         if drift and eta is None:
             raise ValueError("phi < 1 needs eta [n, horizon, latent]")
@@ -858,10 +873,12 @@ class ScenarioVAE(nn.Module):
         phi: float = 1.0,
         eta: torch.Tensor | None = None,
         return_params: bool = False,
+        state: tuple[torch.Tensor, torch.Tensor] | None = None,
     ):
         """The recurrent decoder's rollout, the torch reference of the native
         one (standardized units): day t draws ``x_t = mean_t + exp(ls_t) *
-        eps[:, t]`` and feeds it to day t + 1.
+        eps[:, t]`` and feeds it to day t + 1. ``state``: start from a
+        warmed state (:meth:`warm_scaled`) instead of the start of a window.
 
         z: [n, latent] (z_0); eps: [n, horizon, assets + factors] standard
         normals (each asset's own, then the common factors');
@@ -871,7 +888,16 @@ class ScenarioVAE(nn.Module):
         means and clamped log-scales (and a factor model's loadings). A
         Python loop over days (eager torch).
         """
-        return self.decoder.rollout(z, horizon, eps, phi, eta, return_params)
+        return self.decoder.rollout(z, horizon, eps, phi, eta, return_params, state)
+
+    def warm_scaled(self, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Recurrent decoder: the state (h, last day) after reading the real
+        standardized days ``x`` [b, T, assets] with latent z [b, latent]
+        (teacher forcing, as in training), for :meth:`rollout_scaled`'s
+        ``state``: the path then continues from the last real day."""
+        if not self.decoder.recurrent:
+            raise ValueError("warm_scaled needs decoder='gru' (an MLP decoder has no state)")
+        return self.decoder.warm(z, x)
 
     def recon_nll(
         self,
