@@ -25,8 +25,10 @@ LAYERS = (
     "native",
     "data",
     "datasets",
+    "events",  # conditions on paths (what-if scenarios)
     "model",
     "train",
+    "_importance",  # the what-if proposal (numpy)
     "generate",
     "baselines",
     "distributed",  # the engine: a plan's shards, locally or on Dask
@@ -35,6 +37,7 @@ LAYERS = (
     "backtesting",
     "realism",
     "_figures",
+    "risk",  # the VaR backtest
     "_html",
     "report",
     "cli",
