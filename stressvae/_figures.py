@@ -30,7 +30,13 @@ def figures(rep: Any) -> dict[str, Any]:
 def fan_figure(rep: Any):
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+    today = getattr(rep, "today", None)
+    if today:
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.2), sharey=True)
+        _fan_panel(ax2, rep.real_path, today, "tab:red")
+        ax2.set_title(f"Next {len(today['quantiles']['0.5']) - 1} days from today ({today['asof']})")
+    else:
+        fig, ax = plt.subplots(figsize=(9, 4.2))
     real = rep.real_path
     ax.plot(
         real["days"],
@@ -57,6 +63,20 @@ def fan_figure(rep: Any):
     ax.legend(loc="upper left", fontsize=8, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def _fan_panel(ax: Any, real: dict, fan: dict, color: str) -> None:
+    """The real history to today and a fan of paths from today on."""
+    ax.plot(real["days"], real["price"], color="black", lw=1.2, label=f"real {real['asset']}")
+    q = {k: np.asarray(v) for k, v in fan["quantiles"].items()}
+    days = np.arange(len(q["0.5"]))
+    ax.fill_between(days, q["0.01"], q["0.99"], color=color, alpha=0.12, label="1-99 %")
+    ax.fill_between(days, q["0.05"], q["0.95"], color=color, alpha=0.2, label="5-95 %")
+    ax.fill_between(days, q["0.25"], q["0.75"], color=color, alpha=0.3, label="25-75 %")
+    ax.plot(days, q["0.5"], color=color, lw=1.5, label="median")
+    ax.axvline(0, color="grey", ls=":")
+    ax.set_xlabel("trading days (0 = today)")
+    ax.legend(loc="upper left", fontsize=8, ncol=2)
 
 
 def hist_figure(rep: Any):

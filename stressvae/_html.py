@@ -56,6 +56,23 @@ most volatile; each set by its own quantiles. Assets: {h.escape(", ".join(c["ass
 """
 
 
+def today_note(rep: Any) -> str:
+    """The from-today fan's caption: the quantiles of the next days' return."""
+    import html as h
+
+    today = getattr(rep, "today", None)
+    if not today or "total_return" not in today:
+        return ""
+    tr, days = today["total_return"], len(today["quantiles"]["0.5"]) - 1
+    return (
+        f'<p class="note">Right: {today["paths"]:,} paths of the next {days} days from '
+        f'the last window of the data (to {h.escape(today["asof"])}): the model\'s posterior of '
+        f"today's regime (a recurrent decoder also reads the last real days). "
+        f"{h.escape(rep.real_path['asset'])}'s return over them: median {tr['0.5']:+.1%}, "
+        f"5 % quantile {tr['0.05']:+.1%}, 1 % quantile {tr['0.01']:+.1%}.</p>"
+    )
+
+
 def contribution_section(rep: Any, img) -> str:
     """Bars and a table of each asset's contribution to the loss in the
     worst 1 % of the scenarios (portfolio strategies only)."""
@@ -161,7 +178,7 @@ annualized with {cfg["year_days"]} trading days a year. Sweep: {rep.steps} steps
 around the real tail windows (worst by return or drawdown). Real windows: the strategy on the
 real history cut into {rep.horizon}-day windows. Drift: {rep.drift}. Seed {rep.seed}.
 Time: {timings}.</p>
-<h2>Scenarios and the real history</h2>{img("fan", "fan chart")}
+<h2>Scenarios and the real history</h2>{img("fan", "fan chart")}{today_note(rep)}
 <h2>Outcomes: scenarios vs real windows</h2>{img("histograms", "metric histograms")}
 <h3>Risk of the total return (positive VaR / ES are losses)</h3>
 {table(risk, pct_cols=("prob_loss", "var_95", "es_95", "var_99", "es_99", "median_max_drawdown"))}

@@ -1,4 +1,4 @@
-"""The ``stressvae`` command: demo, train, generate, stress, report,
+"""The ``stressvae`` command: demo, train, generate, stress, whatif, var-backtest, report,
 anomalies, bench, info.
 
 Errors in what the user gives (arguments, files, folders) are one line on
@@ -318,6 +318,17 @@ def _headline_lines(rep) -> list[str]:
         f"tail      expected shortfall 99%: {-h['es_99']:+.1%} of the total return",
         f"regimes   median Sharpe {h['median_sharpe_calm']:.2f} in calm markets, "
         f"{h['median_sharpe_crisis']:.2f} in crisis",
+    ] + _today_lines(rep)
+
+
+def _today_lines(rep) -> list[str]:
+    today = getattr(rep, "today", None)
+    if not today or "total_return" not in today:
+        return []
+    tr, days = today["total_return"], len(today["quantiles"]["0.5"]) - 1
+    return [
+        f"today     next {days} days from {today['asof']}: {rep.real_path['asset']} median "
+        f"{tr['0.5']:+.1%}, 5 % quantile {tr['0.05']:+.1%}, 1 % quantile {tr['0.01']:+.1%}"
     ]
 
 
@@ -656,6 +667,84 @@ def cmd_var_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_whatif(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from . import strategies
+    from .backtesting import backtest, loss_risk
+    from .events import Event
+    from .generate import ScenarioGenerator
+    from .model import ScenarioVAE
+
+    say = (lambda *a: None) if args.quiet else print
+    out = _check_out(args.out) if args.out else None
+    if out is not None and out.suffix.lower() not in (".npz", ".parquet"):
+        raise CliError(f"--out must end in .npz or .parquet (returns and weights), got {out.name}")
+    event = Event.parse(args.event)
+    model = ScenarioVAE.load(args.model)
+    data = _load_data(args.data, model.window, 0.2, args.missing, args.pool, args)
+    if data.n_assets != model.n_assets:
+        raise CliError(
+            f"the model was trained on {model.n_assets} asset(s), {args.data} has {data.n_assets}"
+        )
+    names = list(data.asset_names)
+    event.bind(names)  # unknown assets are named before any work
+    several = len(names) > 1
+    strategy = strategies.parse(args.strategy or ("equal_weight" if several else "buy_and_hold"))
+    strategy = strategy.bind(names)
+    gen = ScenarioGenerator(model, data, device=args.device)
+    horizon = args.horizon or min(21, model.window)
+    say(f"what-if   {event.describe()} over {horizon} days, {args.n:,} scenarios, seed {args.seed}")
+    t0 = time.perf_counter()
+    hit = gen.given(
+        event, n=args.n, seed=args.seed, horizon=horizon, tilt=args.tilt, progress=not args.quiet
+    )
+    dt = time.perf_counter() - t0
+    base = gen.sample(args.n, seed=args.seed, horizon=horizon)
+    say(
+        f"found     {len(hit):,} scenarios in {hit.draws:,} proposal draws ({hit.tilt} tilted) "
+        f"in {dt:.1f} s; ESS {hit.ess:,.0f}; P(event) under the model {hit.probability:.3g}"
+    )
+    w = hit.weights
+
+    def wq(x, q):
+        from .backtesting import weighted_quantile
+
+        return weighted_quantile(x, w, q)
+
+    tot_hit = np.expm1(hit.returns.astype(np.float64).sum(axis=1))  # [n, assets]
+    tot_base = np.expm1(base.returns.astype(np.float64).sum(axis=1))
+    rows = []
+    for a, name in enumerate(names):
+        rows.append(
+            {
+                "asset": name,
+                "given median": wq(tot_hit[:, a], 0.5),
+                "given q05": wq(tot_hit[:, a], 0.05),
+                "unconditional median": float(np.median(tot_base[:, a])),
+                "unconditional q05": float(np.quantile(tot_base[:, a], 0.05)),
+            }
+        )
+    table = pd.DataFrame(rows)
+    with pd.option_context("display.width", 200, "display.max_rows", 60):
+        say(f"total return over {horizon} days by asset (weighted):")
+        say(table.to_string(index=False, float_format=lambda v: f"{v:+.1%}"))
+    res_hit = backtest(hit, strategy, fees=args.fees)
+    res_base = backtest(base, strategy, fees=args.fees)
+    r_hit, r_base = res_hit.risk(), res_base.risk()
+    r_plain = loss_risk(res_hit.metrics["total_return"].to_numpy())
+    say(
+        f"strategy  {strategy.describe()}: given the event, mean {r_hit['mean_return']:+.1%}, "
+        f"VaR 95 {r_hit['var_95']:.1%}, ES 99 {r_hit['es_99']:.1%}; unconditional VaR 95 "
+        f"{r_base['var_95']:.1%}, ES 99 {r_base['es_99']:.1%} (unweighted given: ES 99 "
+        f"{r_plain['es_99']:.1%})"
+    )
+    if out is not None:
+        hit.save(out)
+        say(f"wrote     {out} ({len(hit):,} scenarios with tag_weight)")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     print(json.dumps(native.native_info(), indent=2))
     return 0
@@ -931,6 +1020,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dask_args(stress)
     stress.set_defaults(func=cmd_stress)
+
+    whatif = sub.add_parser(
+        "whatif",
+        help="scenarios in which a stated event happens (what if JPM falls 20 %%?)",
+        description=(
+            "Draws scenarios inside an event (e.g. 'JPM:return<=-20%%' over 21 days) by importance "
+            "sampling from a saved model, with likelihood-ratio weights; prints each asset's "
+            "weighted total returns beside the unconditional ones and the strategy's loss."
+        ),
+    )
+    whatif.add_argument("--model", required=True, help="a model saved by `stressvae train`")
+    data_args(whatif)
+    whatif.add_argument(
+        "--event", required=True,
+        help="TARGET:STAT<=VALUE[%%] joined by & / |; TARGET an asset, ew or {NAME=W,..}; STAT "
+        "return, worst_day, best_day, drawdown or vol, e.g. 'JPM:return<=-20%%'",
+    )  # fmt: skip
+    whatif.add_argument(
+        "--horizon", type=_positive_int, default=None, help="days per path (default 21)"
+    )
+    whatif.add_argument(
+        "--n", type=_positive_int, default=10_000, help="scenarios inside the event (default 1e4)"
+    )
+    whatif.add_argument(
+        "--tilt", default="auto", choices=["auto", "latent", "latent+noise"],
+        help="what the proposal moves (default: latent for mlp, latent+noise for gru)",
+    )  # fmt: skip
+    whatif.add_argument(
+        "--strategy", default=None, help=f"{strategy_help} (default buy_and_hold / equal_weight)"
+    )
+    whatif.add_argument("--fees", type=float, default=0.0, help="fees per trade, fraction")
+    whatif.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    whatif.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    whatif.add_argument("--out", default=None, help="save the scenarios (.npz or .parquet)")
+    whatif.set_defaults(func=cmd_whatif)
 
     report = sub.add_parser("report", help="write the HTML report of a saved stress test again")
     report.add_argument("source", help="folder written by `stressvae stress` or `stressvae demo`")

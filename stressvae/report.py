@@ -65,10 +65,13 @@ TAIL_LEVEL = 0.99  # the contributions to the loss are over the worst 1 - TAIL_L
 
 
 def _seeds(seed: int) -> dict[str, int]:
-    """Independent 64-bit seeds for the three sets, derived from one seed."""
-    states = np.random.SeedSequence(seed).spawn(3)
+    """Independent 64-bit seeds for the three sets and the from-today fan,
+    derived from one seed (SeedSequence children 0..3; the sets' seeds are
+    those of reports made before the fan existed)."""
+    states = np.random.SeedSequence(seed).spawn(4)
+    names = (*SETS[:3], "today")
     return {
-        name: int(s.generate_state(1, np.uint64)[0]) for name, s in zip(SETS, states, strict=True)
+        name: int(s.generate_state(1, np.uint64)[0]) for name, s in zip(names, states, strict=True)
     }
 
 
@@ -183,6 +186,7 @@ def stress_test(
         model=dict(model.config),
         data=_describe_data(data),
         fan=_fan(run.fan_paths, config.start_price),
+        today=_today(gen, horizon, seeds["today"], config.start_price),
         real_path=_real_path(real_prices, horizon),
         latent=latent,
         anomalies=anomalies,
@@ -490,6 +494,18 @@ def _fan(returns: np.ndarray | None, start: float) -> dict:
     }
 
 
+def _today(gen: ScenarioGenerator, horizon: int, seed: int, start: float) -> dict:
+    """The fan of the next ``horizon`` days from the data's last window
+    (:meth:`ScenarioGenerator.from_today`), first asset, and the quantiles
+    of its total return."""
+    scen = gen.from_today(horizon=horizon, n=FAN_PATHS, seed=seed)
+    fan = _fan(scen.returns, start)
+    total = np.expm1(scen.returns[:, :, 0].astype(np.float64).sum(axis=1))
+    fan["total_return"] = {f"{q:g}": float(np.quantile(total, q)) for q in (0.01, 0.05, 0.5)}
+    fan["asof"] = str(gen.recent_window()[1].date())
+    return fan
+
+
 def _latent_map(model: Any, data: Any) -> dict:
     """2-D principal components of the training windows' latent means,
     coloured by regime, and today's window."""
@@ -580,6 +596,7 @@ class StressReport:
     correlations: dict | None = None
     contributions: dict | None = None
     portfolio: dict | None = None
+    today: dict | None = None  # the fan of the next days from the data's last window
 
     # ------------------------------------------------------------ tables
     def quantiles(self, quantiles: tuple[float, ...] = QUANTILES):
@@ -725,7 +742,7 @@ class StressReport:
         if "engine" in meta:  # reports saved before the backend was named so
             meta["backend"] = meta.pop("engine")
         fields = {f.name for f in dataclasses.fields(cls)} - set(frames)
-        optional = {"realism_html", "correlations", "contributions", "portfolio"}
+        optional = {"realism_html", "correlations", "contributions", "portfolio", "today"}
         missing = sorted(fields - optional - set(meta))
         unknown = sorted(set(meta) - fields)
         if missing or unknown:

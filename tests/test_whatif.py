@@ -264,3 +264,45 @@ def test_backtest_of_what_if_scenarios_is_weighted(mlp_gen):
     tr = res.metrics["total_return"].to_numpy()
     assert risk["mean_return"] == pytest.approx(np.sum(w * tr) / np.sum(w))
     assert risk["var_95"] > 0.05  # every path lost at least 5 % before costs
+
+
+# ------------------------------------------------------------------ CLI and report
+def test_whatif_command(mlp_gen, tmp_path, capsys):
+    from stressvae.cli import main
+
+    path = mlp_gen.model.save(tmp_path / "m.safetensors")
+    out = tmp_path / "hit.npz"
+    code = main([
+        "whatif", "--model", str(path), "--data", "sp500", "--event", "SP500:return<=-6%",
+        "--horizon", "12", "--n", "300", "--out", str(out), "--quiet",
+    ])  # fmt: skip
+    assert code == 0
+    saved = np.load(out)
+    assert saved["returns"].shape == (300, 12, 1) and np.all(saved["tag_weight"] > 0)
+    assert np.all(np.expm1(saved["returns"].astype(np.float64).sum(axis=(1, 2))) <= -0.06)
+    code = main([
+        "whatif", "--model", str(path), "--data", "sp500", "--event", "JPM:return<=-6%",
+        "--out", str(tmp_path / "no.npz"),
+    ])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown asset 'JPM'" in err and err.count("\n") == 1
+    assert not (tmp_path / "no.npz").exists()
+    code = main(["whatif", "--model", str(path), "--event", "SP500 falls", "--n", "10"])
+    assert code == 2 and "cannot read the condition" in capsys.readouterr().err
+
+
+def test_stress_report_has_the_from_today_fan(gru_gen, tiny_data, tmp_path):
+    rep = sv.stress_test(
+        gru_gen.model, tiny_data, sv.strategies.BuyAndHold(), n=2000, seed=3, steps=3,
+        n_per_step=200, tail_n=200, progress=False, device="cpu",
+    )  # fmt: skip
+    today = rep.today
+    assert today["asof"] == "2012-12-31" and today["paths"] > 0
+    q = today["quantiles"]
+    assert len(q["0.5"]) == rep.horizon + 1 and q["0.01"][-1] < q["0.5"][-1] < q["0.99"][-1]
+    expect = gru_gen.from_today(horizon=rep.horizon, n=today["paths"], seed=rep.seeds["today"])
+    total = np.expm1(expect.returns[:, :, 0].astype(np.float64).sum(axis=1))
+    assert today["total_return"]["0.05"] == pytest.approx(np.quantile(total, 0.05))
+    html = rep.to_html(tmp_path / "r.html").read_text()
+    assert "from the last window of the data (to 2012-12-31)" in html
+    assert sv.StressReport.load(rep.save(tmp_path / "rep")).today == today
