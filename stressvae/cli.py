@@ -88,6 +88,20 @@ def _load_data(spec: str, window: int, val_fraction: float, missing: str, pool: 
     from .datasets import DATASETS, load_dataset
 
     prices = load_dataset(spec) if spec in DATASETS else spec
+    until = getattr(args, "until", None)
+    if until is not None:  # the prices up to a date only (train to 2012, judge after)
+        import pandas as pd
+
+        from .data import load_prices
+
+        try:
+            stamp = pd.Timestamp(until)
+        except (TypeError, ValueError):
+            raise CliError(f"--until {until!r} is not a date (YYYY-MM-DD)") from None
+        frame = load_prices(prices, missing=missing)
+        prices = frame.loc[:stamp]
+        if len(prices) < 2:
+            raise CliError(f"--until {until}: {spec} has no prices up to that date")
     extra = {}
     if args is not None:
         extra = dict(
@@ -836,6 +850,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--pool", action="store_true", help="treat each column as its own series and pool them"
         )
         p.add_argument("--split-date", default=None, help="first date of the held-out later period")
+        p.add_argument(
+            "--until", default=None,
+            help="use the prices up to this date only (e.g. train to 2012-12-31, then judge the "
+            "model after it with var-backtest)",
+        )  # fmt: skip
         p.add_argument(
             "--holdout-every",
             type=int,

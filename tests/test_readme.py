@@ -12,6 +12,7 @@ import contextlib
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +113,14 @@ def _portfolios(ns: dict, folder: Path) -> None:
     assert (folder / "portfolio.html").exists()
 
 
+def _whatif(ns: dict, folder: Path) -> None:
+    crash = ns["crash"]
+    assert len(crash) == 10_000 and crash.returns.shape[1] == 21
+    assert np.all(np.expm1(crash.returns.astype(np.float64).sum(axis=(1, 2))) <= -0.15)
+    assert ns["res"].risk()["ess"] == pytest.approx(crash.ess)
+    assert ns["nxt"].returns.shape == (100_000, 21, 1)
+
+
 def _native(ns: dict, folder: Path) -> None:
     assert ns["z"].shape == (50_000, 16)
 
@@ -126,6 +135,7 @@ EXPECT = {
     "backtesting.md": _backtesting,
     "native.md": _native,
     "portfolios.md": _portfolios,
+    "whatif.md": _whatif,
 }
 
 
