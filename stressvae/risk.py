@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -318,7 +319,7 @@ class _Historical:
     days, the HS_DAYS overlapping h-day compounded returns ending on each of
     the last HS_DAYS days (HS_DAYS + h - 1 days of history)."""
 
-    def __init__(self, r: np.ndarray, first: int) -> None:
+    def __init__(self, r: np.ndarray) -> None:
         self.r = r
 
     def forecast(self, i: int, horizons: list[int], n: int, rng: Any) -> dict[int, np.ndarray]:
@@ -369,6 +370,14 @@ class _Garch:
             ]  # fmt: skip
             start = np.array([last[k] for k in keys])
         res = am.fit(disp="off", show_warning=False, starting_values=start)
+        if res.convergence_flag != 0:
+            what = "GJR-GARCH(1,1)-t" if self.gjr else "GARCH(1,1)-t"
+            warnings.warn(
+                f"var_backtest: the {what} fit on the {len(y)} returns before row {i} did not "
+                f"converge (flag {res.convergence_flag}); using its last parameters",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         p = res.params
         self.p = {
             "mu": float(p["mu"]),
@@ -788,7 +797,7 @@ def var_backtest(
         if m == "vae":
             forecasters[m] = _Vae(gen, frame, w)
         elif m == "hs":
-            forecasters[m] = _Historical(simple, first)
+            forecasters[m] = _Historical(simple)
         else:
             forecasters[m] = _Garch(
                 simple, first, gjr=m == "fhs_gjr", filtered=m == "fhs_gjr", refit=refit
