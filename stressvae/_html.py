@@ -56,6 +56,22 @@ most volatile; each set by its own quantiles. Assets: {h.escape(", ".join(c["ass
 """
 
 
+def given_note(rep: Any) -> str:
+    """What the what-if set ("given" in the tables) is."""
+    import html as h
+
+    g = getattr(rep, "given", None)
+    if not g:
+        return ""
+    return (
+        f'<p class="note">What if: the set "given" holds {g["n"]:,} scenarios in which '
+        f'<b>{h.escape(g["event"])}</b> happens, drawn by importance sampling ({g["draws"]:,} '
+        f'proposal draws, {h.escape(g["tilt"])} tilted) and weighted by their likelihood '
+        f'ratios (effective sample size {g["ess"]:,.0f}); its rows in the tables are weighted. '
+        f'The event\'s probability under the model: {g["probability"]:.3g}.</p>'
+    )
+
+
 def today_note(rep: Any) -> str:
     """The from-today fan's caption: the quantiles of the next days' return."""
     import html as h
@@ -178,7 +194,7 @@ annualized with {cfg["year_days"]} trading days a year. Sweep: {rep.steps} steps
 around the real tail windows (worst by return or drawdown). Real windows: the strategy on the
 real history cut into {rep.horizon}-day windows. Drift: {rep.drift}. Seed {rep.seed}.
 Time: {timings}.</p>
-<h2>Scenarios and the real history</h2>{img("fan", "fan chart")}{today_note(rep)}
+<h2>Scenarios and the real history</h2>{img("fan", "fan chart")}{today_note(rep)}{given_note(rep)}
 <h2>Outcomes: scenarios vs real windows</h2>{img("histograms", "metric histograms")}
 <h3>Risk of the total return (positive VaR / ES are losses)</h3>
 {table(risk, pct_cols=("prob_loss", "var_95", "es_95", "var_99", "es_99", "median_max_drawdown"))}

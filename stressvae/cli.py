@@ -332,7 +332,19 @@ def _headline_lines(rep) -> list[str]:
         f"tail      expected shortfall 99%: {-h['es_99']:+.1%} of the total return",
         f"regimes   median Sharpe {h['median_sharpe_calm']:.2f} in calm markets, "
         f"{h['median_sharpe_crisis']:.2f} in crisis",
-    ] + _today_lines(rep)
+    ] + _today_lines(rep) + _given_lines(rep)
+
+
+def _given_lines(rep) -> list[str]:
+    g = getattr(rep, "given", None)
+    if not g:
+        return []
+    r = rep.risk().loc["given"]
+    return [
+        f"what if   {g['event']} (P = {g['probability']:.3g} under the model; {g['n']:,} "
+        f"weighted scenarios, ESS {g['ess']:,.0f}): P(loss) {r['prob_loss']:.1%}, "
+        f"ES 99% {-r['es_99']:+.1%}"
+    ]
 
 
 def _today_lines(rep) -> list[str]:
@@ -512,6 +524,10 @@ def cmd_stress(args: argparse.Namespace) -> int:
             f"the model was trained on {model.n_assets} asset(s), {args.data} has {data.n_assets}"
         )
     strategy = strategies.parse(args.strategy).bind(list(data.asset_names))
+    if args.given is not None:
+        from .events import Event
+
+        Event.parse(args.given).bind(list(data.asset_names))  # named before any work
     say(f"stress    {strategy.describe()} on {args.n:,} scenarios of {args.data}")
     with _dask_client(args) as client:
         if client is not None:
@@ -521,7 +537,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
             horizon=args.horizon, drift=args.drift, fees=args.fees, slippage=args.slippage,
             device=args.device, backend=args.backend, progress=not args.quiet,
             realism=args.realism, engine=args.engine, client=client, shards=args.shards,
-            regime_halflife=args.regime_halflife,
+            regime_halflife=args.regime_halflife, given=args.given, given_n=args.given_n,
         )  # fmt: skip
     _write_report(rep, Path(args.out), say)
     return 0
@@ -1029,6 +1045,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--regime-halflife", type=float, default=None,
         help="recurrent models: days over which the latent regime's pull halves (z drifts "
         "back to the prior along the path); default: the regime holds for the whole path",
+    )  # fmt: skip
+    stress.add_argument(
+        "--given", default=None,
+        help="also a what-if set: scenarios inside this event, weighted (e.g. "
+        "'JPM:return<=-20%%'; see `stressvae whatif --help`)",
+    )  # fmt: skip
+    stress.add_argument(
+        "--given-n", type=_positive_int, default=None,
+        help="what-if scenarios (default n / 10, 1,000..20,000)",
     )  # fmt: skip
     stress.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     stress.add_argument("--out", default="stressvae-report", help="output folder")

@@ -49,6 +49,7 @@ from .backtesting import (
     check_paths,
     historical_windows,
     loss_risk,
+    weighted_quantile,
 )
 from .distributed import check_engine, engine_client
 from .generate import SETS, ScenarioGenerator, ScenarioPlan
@@ -65,11 +66,11 @@ TAIL_LEVEL = 0.99  # the contributions to the loss are over the worst 1 - TAIL_L
 
 
 def _seeds(seed: int) -> dict[str, int]:
-    """Independent 64-bit seeds for the three sets and the from-today fan,
-    derived from one seed (SeedSequence children 0..3; the sets' seeds are
-    those of reports made before the fan existed)."""
-    states = np.random.SeedSequence(seed).spawn(4)
-    names = (*SETS[:3], "today")
+    """Independent 64-bit seeds for the three sets, the from-today fan and
+    the what-if set, derived from one seed (SeedSequence children 0..4; the
+    three sets' seeds are those of reports made before the others existed)."""
+    states = np.random.SeedSequence(seed).spawn(5)
+    names = (*SETS[:3], "today", "given")
     return {
         name: int(s.generate_state(1, np.uint64)[0]) for name, s in zip(names, states, strict=True)
     }
@@ -112,6 +113,8 @@ def stress_test(
     shards: int | None = None,
     resources: dict | None = None,
     regime_halflife: float | None = None,
+    given: Any = None,
+    given_n: int | None = None,
 ) -> StressReport:
     """Backtests ``strategy`` on model-generated markets (see the module doc).
 
@@ -131,6 +134,12 @@ def stress_test(
     worker; ``resources``, e.g. {"GPU": 1}): the same report, exactly.
     regime_halflife: recurrent models only: z drifts back to the prior along
     each path with this half-life in days (regimes can change within a path).
+    given: an event (:class:`stressvae.Event` or its text, e.g.
+    ``"JPM:return<=-20%"``): adds a fourth set, ``"given"``, of ``given_n``
+    (default n / 10, between 1,000 and 20,000) what-if scenarios inside it
+    (:meth:`ScenarioGenerator.given`), each with its likelihood-ratio weight
+    (the ``weight`` column: 1 for the other sets); the report's risk and
+    quantile tables are weighted for that set.
     Everything streams in chunks: memory stays bounded for any n.
     """
     check_engine(engine, client, shards)
@@ -149,6 +158,12 @@ def stress_test(
     if model.n_assets > 1:
         run.correlation = _CorrelationSample(CORRELATION_PATHS, min(model.window, horizon))
     metrics, timings, backends = run.all(plans, progress, engine, client, shards)
+    given_info = None
+    if given is not None:
+        metrics, given_info = _given_set(
+            gen, metrics, given, given_n, n, seeds["given"], horizon, drift, strategy, config,
+            backend, progress, timings,
+        )  # fmt: skip
 
     t0 = time.perf_counter()
     real_prices = _real_prices(data)
@@ -196,7 +211,33 @@ def stress_test(
         correlations=correlations,
         contributions=_contributions(run.tail, data.asset_names),
         portfolio=_portfolio(strategy, data.asset_names),
+        given=given_info,
     )
+
+
+def _given_set(gen, metrics, event, given_n, n, seed, horizon, drift, strategy, config, backend,
+               progress, timings):  # fmt: skip
+    """The metrics with the what-if set appended (``weight``: 1 elsewhere)
+    and what the report says of it."""
+    import pandas as pd
+
+    if given_n is None:
+        given_n = int(min(20_000, max(1_000, n // 10)))
+    t0 = time.perf_counter()
+    hit = gen.given(event, n=given_n, seed=seed, horizon=horizon, drift=drift, progress=progress)
+    res = backtest(
+        hit, strategy, fees=config.fees, slippage=config.slippage, init_cash=config.init_cash,
+        backend=backend,
+    )  # fmt: skip
+    timings["given"] = time.perf_counter() - t0
+    metrics = metrics.assign(weight=1.0)
+    out = pd.concat([metrics, res.metrics], ignore_index=True)
+    out["set"] = pd.Categorical(out["set"].astype(str), categories=list(SETS))
+    info = {
+        "event": hit.event, "n": len(hit), "probability": hit.probability, "ess": hit.ess,
+        "draws": hit.draws, "tilt": hit.tilt,
+    }  # fmt: skip
+    return out, info
 
 
 def _portfolio(strategy: Strategy, assets: list) -> dict | None:
@@ -597,6 +638,7 @@ class StressReport:
     contributions: dict | None = None
     portfolio: dict | None = None
     today: dict | None = None  # the fan of the next days from the data's last window
+    given: dict | None = None  # the what-if set's event, probability, ESS (when asked for)
 
     # ------------------------------------------------------------ tables
     def quantiles(self, quantiles: tuple[float, ...] = QUANTILES):
@@ -606,7 +648,13 @@ class StressReport:
 
         frames = {}
         for name, g in self.metrics.groupby("set", observed=True):
-            frames[name] = g[list(METRICS)].quantile(list(quantiles)).T
+            w = _weights_of(name, g)
+            if w is None:
+                frames[name] = g[list(METRICS)].quantile(list(quantiles)).T
+            else:  # the what-if set: weighted
+                frames[name] = pd.DataFrame(
+                    {q: [_wq(g[m], w, q) for m in METRICS] for q in quantiles}, index=list(METRICS)
+                )
         frames["historical"] = self.historical[list(METRICS)].quantile(list(quantiles)).T
         out = pd.concat(frames, names=["set", "metric"])
         out.columns = [f"q{q * 100:g}" for q in quantiles]
@@ -620,9 +668,14 @@ class StressReport:
         rows = {}
         groups = [*self.metrics.groupby("set", observed=True), ("historical", self.historical)]
         for name, g in groups:
-            row = loss_risk(g["total_return"].to_numpy(np.float64), levels)
-            row["median_sharpe"] = float(np.nanmedian(g["sharpe_ratio"]))
-            row["median_max_drawdown"] = float(np.nanmedian(g["max_drawdown"]))
+            w = _weights_of(name, g)
+            row = loss_risk(g["total_return"].to_numpy(np.float64), levels, weights=w)
+            if w is None:
+                row["median_sharpe"] = float(np.nanmedian(g["sharpe_ratio"]))
+                row["median_max_drawdown"] = float(np.nanmedian(g["max_drawdown"]))
+            else:
+                row["median_sharpe"] = _wq(g["sharpe_ratio"], w, 0.5)
+                row["median_max_drawdown"] = _wq(g["max_drawdown"], w, 0.5)
             rows[name] = row
         return pd.DataFrame(rows).T
 
@@ -742,7 +795,9 @@ class StressReport:
         if "engine" in meta:  # reports saved before the backend was named so
             meta["backend"] = meta.pop("engine")
         fields = {f.name for f in dataclasses.fields(cls)} - set(frames)
-        optional = {"realism_html", "correlations", "contributions", "portfolio", "today"}
+        optional = {
+            "realism_html", "correlations", "contributions", "portfolio", "today", "given"
+        }
         missing = sorted(fields - optional - set(meta))
         unknown = sorted(set(meta) - fields)
         if missing or unknown:
@@ -759,6 +814,19 @@ class StressReport:
         hist = meta.pop("history")
         meta["sweep"] = tuple(meta["sweep"])
         return cls(**frames, **meta, history=None if hist is None else pd.DataFrame(hist))
+
+
+def _weights_of(name: str, g: Any) -> np.ndarray | None:
+    """The what-if set's importance weights (None for the other sets)."""
+    if name != "given" or "weight" not in g.columns:
+        return None
+    return g["weight"].to_numpy(np.float64)
+
+
+def _wq(x: Any, w: np.ndarray, q: float) -> float:
+    x = np.asarray(x, np.float64)
+    ok = np.isfinite(x)
+    return weighted_quantile(x[ok], w[ok], q)
 
 
 def _json_default(o: Any):

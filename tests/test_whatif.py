@@ -295,6 +295,7 @@ def test_stress_report_has_the_from_today_fan(gru_gen, tiny_data, tmp_path):
     rep = sv.stress_test(
         gru_gen.model, tiny_data, sv.strategies.BuyAndHold(), n=2000, seed=3, steps=3,
         n_per_step=200, tail_n=200, progress=False, device="cpu",
+        given="SP500:return<=-6%", given_n=500,
     )  # fmt: skip
     today = rep.today
     assert today["asof"] == "2012-12-31" and today["paths"] > 0
@@ -306,3 +307,16 @@ def test_stress_report_has_the_from_today_fan(gru_gen, tiny_data, tmp_path):
     html = rep.to_html(tmp_path / "r.html").read_text()
     assert "from the last window of the data (to 2012-12-31)" in html
     assert sv.StressReport.load(rep.save(tmp_path / "rep")).today == today
+    # the what-if set: its own seed, weighted rows in the tables
+    g = rep.metrics[rep.metrics["set"] == "given"]
+    assert len(g) == 500 and (g["total_return"] <= -0.06).all()
+    assert (rep.metrics.loc[rep.metrics["set"] != "given", "weight"] == 1.0).all()
+    hit = gru_gen.given("SP500:return<=-6%", n=500, seed=rep.seeds["given"], horizon=rep.horizon)
+    np.testing.assert_allclose(np.sort(g["weight"]), np.sort(hit.weights))
+    risk = rep.risk()
+    expect = loss_risk(g["total_return"].to_numpy(), weights=g["weight"].to_numpy())
+    assert risk.loc["given", "es_99"] == pytest.approx(expect["es_99"])
+    assert risk.loc["given", "ess"] == pytest.approx(hit.ess)
+    assert rep.given["ess"] == pytest.approx(hit.ess) and "What if" in html
+    assert rep.quantiles().loc[("given", "total_return"), "q50"] <= -0.06
+    assert sv.StressReport.load(tmp_path / "rep").given == rep.given
