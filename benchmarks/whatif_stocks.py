@@ -14,8 +14,10 @@ Parts, each printed as it finishes, the markdown tables last:
 1. 21-day condition "X's total return <= -20 %" for X = JPM and BAC.
    Real reference: every 21-day window of 1990-2022 (overlapping, stride 1)
    in which it happened (how many, and how many distinct episodes: runs of
-   overlapping windows). Sets compared: the conditional VAE
-   (``gen.given``, likelihood-ratio weighted), the unconditional VAE
+   overlapping windows), and all real windows for scale. Sets compared:
+   the conditional VAE (``gen.given``, likelihood-ratio weighted; one row
+   per ``--tilts`` entry: "latent" moves the prior component and the latent
+   draw, "latent+noise" also the daily noise streams), the unconditional VAE
    (``gen.sample(horizon=21)``) and the unconditional VAE's paths in which
    the event happens (plain rejection from ``--n-reject`` draws: the same
    model's conditional law, a check of ``given``). Per set: the other 19
@@ -33,7 +35,8 @@ Parts, each printed as it finishes, the markdown tables last:
    line when skfolio is not importable).
 3. A rare event: "ew:return<=X" over 21 days with X the 1e-4 quantile of
    the equal-weight 21-day return among ``--n-search`` unconditional
-   paths; 10,000 weighted scenarios from ``given``: seconds, ESS and the
+   paths; 10,000 weighted scenarios from ``given`` (each tilt, two
+   seeds): seconds, ESS and the
    estimated probability (the issue's target: ESS >= 2,000 in < 30 s on 2
    cores). The load average is printed beside every timing: the machine
    may be shared.
@@ -317,22 +320,27 @@ def load_or_train(path: str | None, prices, threads: int):
     return sv.ScenarioGenerator(model, data, device="cpu", num_threads=threads), data
 
 
-def given(gen, text: str, n: int, seed: int, horizon: int) -> PathSet:
-    """``gen.given`` for the event ``text``, timed."""
+def given(gen, text: str, n: int, seed: int, horizon: int, tilt: str = "auto") -> PathSet:
+    """``gen.given`` for the event ``text``, timed; its warnings printed."""
     import stressvae as sv
 
     event = sv.Event.parse(text)
     t0 = time.perf_counter()
-    hit = gen.given(event, n=n, seed=seed, horizon=horizon)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hit = gen.given(event, n=n, seed=seed, horizon=horizon, tilt=tilt)
     dt = time.perf_counter() - t0
     w = np.asarray(hit.tags["weight"], np.float64)
-    s = PathSet(f"VAE given {text}", hit.returns, w)
+    s = PathSet(f"VAE given, tilt {tilt}", hit.returns, w)
     s.probability, s.seconds = float(hit.probability), dt
     print(
-        f"given({text!r}, n={n}, horizon={horizon}): {dt:.2f} s, ESS {hit.ess:.0f} "
-        f"(Kish from the weights: {s.ess:.0f}), P(event) = {hit.probability:.3g}, load {_load()}",
+        f"given({text!r}, n={n}, seed={seed}, horizon={horizon}, tilt={tilt!r}): {dt:.2f} s, "
+        f"{len(w)} paths, ESS {hit.ess:.0f} (Kish from the weights: {s.ess:.0f}), "
+        f"P(event) = {hit.probability:.3g}, load {_load()}",
         flush=True,
     )
+    for m in caught:
+        print(f"  warning: {m.message}", flush=True)
     return s
 
 
@@ -419,12 +427,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=10_000, help="scenarios per VAE set")
     p.add_argument("--n-reject", type=int, default=100_000, help="unconditional draws filtered")
     p.add_argument("--n-search", type=int, default=1_000_000, help="draws for the 1e-4 threshold")
+    p.add_argument(
+        "--rare-threshold",
+        type=float,
+        default=None,
+        help="the rare event's EW 21-day return bound in %% (default: found from --n-search)",
+    )
     p.add_argument("--vine-n", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--threads", type=int, default=1, help="native and torch threads")
+    p.add_argument(
+        "--tilts",
+        default="latent,latent+noise",
+        help="gen.given's tilt for each VAE given row (comma list; auto = latent for an MLP)",
+    )
     p.add_argument("--skip", default="", help="comma list of parts to skip: month,day,rare")
     args = p.parse_args(argv)
     skip = {s for s in args.skip.split(",") if s}
+    tilts = [t for t in args.tilts.split(",") if t]
     _self_check()
     if skip - {"month", "day", "rare"}:
         raise SystemExit(f"--skip takes month, day, rare; got {args.skip!r}")
@@ -458,10 +478,10 @@ def main(argv: list[str] | None = None) -> int:
             print(eps.to_string(index=False), flush=True)
             everything = real_windows(logret, asset, np.inf)[0]
             everything.name = f"real 1990-2022, all {len(everything.returns)} windows"
-            hit = given(gen, text, args.n, args.seed, HORIZON)
+            hits = [given(gen, text, args.n, args.seed, HORIZON, t) for t in tilts]
             rej = rejection(gen, args.n_reject, args.seed + 1, HORIZON, k, -0.20, "return")
             print(f"rejection: {rej.name}, {rej.seconds:.1f} s", flush=True)
-            sets = [real, everything, hit, rej, uncond]
+            sets = [real, everything, *hits, rej, uncond]
             rows = [summarize(s, k) for s in sets]
             dist = [distances(s, real, k) for s in sets[1:]]
             tables.append(
@@ -492,9 +512,9 @@ def main(argv: list[str] | None = None) -> int:
             logret.to_numpy()[:, None],
             np.ones(len(logret)),
         )
-        hit = given(gen, "JPM:return<=-8%", args.n, args.seed, 1)
+        hits = [given(gen, "JPM:return<=-8%", args.n, args.seed, 1, t) for t in tilts]
         rej = rejection(gen, args.n_reject, args.seed + 1, 1, k, -0.08, "return")
-        sets = [real, everything, hit, rej, unconditional(gen, args.n, args.seed, 1)]
+        sets = [real, everything, *hits, rej, unconditional(gen, args.n, args.seed, 1)]
         sets += vine_sets(simple, args.vine_n, args.seed)
         rows = [summarize(s, k) for s in sets]
         dist = [distances(s, real, k) for s in sets[1:]]
@@ -548,36 +568,43 @@ def vine_sets(simple, n: int, seed: int) -> list[PathSet]:
 
 
 def rare_event(gen, args) -> tuple[str, str]:
-    """The 1e-4 event: threshold from plain draws, then ``given`` timed."""
-    t0 = time.perf_counter()
-    vals = [
-        ew_return(ch.returns)
-        for ch in gen.iter_chunks(args.n_search, seed=args.seed + 2, horizon=HORIZON)
-    ]
-    ew = np.concatenate(vals)
-    x = float(np.quantile(ew, 1e-4, method="inverted_cdf"))
-    x = np.floor(x * 1000) / 1000  # a round threshold at or below the quantile (in 0.1 %)
-    plain = int((ew <= x).sum())
-    print(
-        f"\nrare event: {args.n_search} unconditional 21-day paths in "
-        f"{time.perf_counter() - t0:.1f} s; "
-        f"EW 21-day return 1e-4 quantile -> threshold {100 * x:.1f} %: {plain} paths at or below "
-        f"(plain estimate {plain / args.n_search:.2g}), load {_load()}",
-        flush=True,
-    )
+    """The 1e-4 event: threshold from plain draws (or ``--rare-threshold``),
+    then ``given`` timed."""
+    plain = None
+    if args.rare_threshold is not None:
+        x = args.rare_threshold / 100
+        print(f"\nrare event: threshold {args.rare_threshold:.1f} % given (no plain draws)")
+    else:
+        t0 = time.perf_counter()
+        vals = [
+            ew_return(ch.returns)
+            for ch in gen.iter_chunks(args.n_search, seed=args.seed + 2, horizon=HORIZON)
+        ]
+        ew = np.concatenate(vals)
+        x = float(np.quantile(ew, 1e-4, method="inverted_cdf"))
+        x = np.floor(x * 1000) / 1000  # a round threshold at or below the quantile (in 0.1 %)
+        plain = int((ew <= x).sum())
+        print(
+            f"\nrare event: {args.n_search} unconditional 21-day paths in "
+            f"{time.perf_counter() - t0:.1f} s; EW 21-day return 1e-4 quantile -> threshold "
+            f"{100 * x:.1f} %: {plain} paths at or below (plain estimate "
+            f"{plain / args.n_search:.2g}), load {_load()}",
+            flush=True,
+        )
     text = f"ew:return<={100 * x:.1f}%"
     rows = []
-    for seed in (args.seed, args.seed + 1):
-        s = given(gen, text, 10_000, seed, HORIZON)
+    for tilt, seed in ((t, sd) for t in args.tilts.split(",") for sd in (args.seed, args.seed + 1)):
+        s = given(gen, text, 10_000, seed, HORIZON, tilt)
         rows.append(
             {
                 "event": text,
+                "tilt": tilt,
                 "seed": seed,
                 "threads": args.threads,
                 "seconds": s.seconds,
                 "ESS": s.ess,
                 "P(event) given": s.probability,
-                "P(event) plain": plain / args.n_search,
+                "P(event) plain": None if plain is None else plain / args.n_search,
                 "plain hits": plain,
                 "load": _load(),
             }
