@@ -370,6 +370,15 @@ def rejection(gen, n: int, seed: int, horizon: int, asset: int, threshold: float
     return s
 
 
+def _nonempty(s: PathSet) -> list[PathSet]:
+    """[s], or [] with a printed line when it holds no path (a rejection
+    that found none)."""
+    if len(s.returns) == 0:
+        print(f"{s.name}: no path, left out of the tables", flush=True)
+        return []
+    return [s]
+
+
 def _load() -> str:
     return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
@@ -481,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             hits = [given(gen, text, args.n, args.seed, HORIZON, t) for t in tilts]
             rej = rejection(gen, args.n_reject, args.seed + 1, HORIZON, k, -0.20, "return")
             print(f"rejection: {rej.name}, {rej.seconds:.1f} s", flush=True)
-            sets = [real, everything, *hits, rej, uncond]
+            sets = [real, everything, *hits, *_nonempty(rej), uncond]
             rows = [summarize(s, k) for s in sets]
             dist = [distances(s, real, k) for s in sets[1:]]
             tables.append(
@@ -514,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         hits = [given(gen, "JPM:return<=-8%", args.n, args.seed, 1, t) for t in tilts]
         rej = rejection(gen, args.n_reject, args.seed + 1, 1, k, -0.08, "return")
-        sets = [real, everything, *hits, rej, unconditional(gen, args.n, args.seed, 1)]
+        sets = [real, everything, *hits, *_nonempty(rej), unconditional(gen, args.n, args.seed, 1)]
         sets += vine_sets(simple, args.vine_n, args.seed)
         rows = [summarize(s, k) for s in sets]
         dist = [distances(s, real, k) for s in sets[1:]]
