@@ -34,7 +34,8 @@ def fan_figure(rep: Any):
     if today:
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.2), sharey=True)
         _fan_panel(ax2, rep.real_path, today, "tab:red")
-        ax2.set_title(f"Next {len(today['quantiles']['0.5']) - 1} days from today ({today['asof']})")
+        days = len(today["quantiles"]["0.5"]) - 1
+        ax2.set_title(f"Next {days} days from today ({today['asof']})")
     else:
         fig, ax = plt.subplots(figsize=(9, 4.2))
     real = rep.real_path

@@ -65,10 +65,10 @@ def given_note(rep: Any) -> str:
         return ""
     return (
         f'<p class="note">What if: the set "given" holds {g["n"]:,} scenarios in which '
-        f'<b>{h.escape(g["event"])}</b> happens, drawn by importance sampling ({g["draws"]:,} '
-        f'proposal draws, {h.escape(g["tilt"])} tilted) and weighted by their likelihood '
-        f'ratios (effective sample size {g["ess"]:,.0f}); its rows in the tables are weighted. '
-        f'The event\'s probability under the model: {g["probability"]:.3g}.</p>'
+        f"<b>{h.escape(g['event'])}</b> happens, drawn by importance sampling ({g['draws']:,} "
+        f"proposal draws, {h.escape(g['tilt'])} tilted) and weighted by their likelihood "
+        f"ratios (effective sample size {g['ess']:,.0f}); its rows in the tables are weighted. "
+        f"The event's probability under the model: {g['probability']:.3g}.</p>"
     )
 
 
@@ -82,7 +82,7 @@ def today_note(rep: Any) -> str:
     tr, days = today["total_return"], len(today["quantiles"]["0.5"]) - 1
     return (
         f'<p class="note">Right: {today["paths"]:,} paths of the next {days} days from '
-        f'the last window of the data (to {h.escape(today["asof"])}): the model\'s posterior of '
+        f"the last window of the data (to {h.escape(today['asof'])}): the model's posterior of "
         f"today's regime (a recurrent decoder also reads the last real days). "
         f"{h.escape(rep.real_path['asset'])}'s return over them: median {tr['0.5']:+.1%}, "
         f"5 % quantile {tr['0.05']:+.1%}, 1 % quantile {tr['0.01']:+.1%}.</p>"

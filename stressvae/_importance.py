@@ -10,10 +10,25 @@ factors, N(0, 1)). The proposal tilts all three:
   over the components' means: smooth, every component keeps mass), mixed
   with the prior (a tenth) so no likelihood ratio exceeds 10 from this part;
 - latent: u ~ N(a, I), a mean shift in each component's own standard units;
-- noise (optional): e_{t,j} ~ N(s_{t,j}, 1), a mean shift per day and stream.
+- noise (optional): e_{t,j} ~ N(s_j, 1), a mean shift per noise stream j
+  (each asset's own noise, each common factor), the same on every day of
+  the path: for an event on a sum over days (a total return) a constant
+  shift is the efficient exponential tilt, and its few parameters (assets +
+  factors) are estimated from the elite without the noise that one shift
+  per day and stream (hundreds of parameters) brings into the weights.
+
+For an MLP model with a mixture prior and an event on one total return
+(or drawdown), the proposal is not searched but computed: components ∝
+prior x the approximate P(event | component) (each component's decoded
+daily means and covariances), and in each component the noise shifted to
+the event's *dominating point*: the target's sum over days is linear in
+the standard normal noise (coefficients c from the loadings and scales),
+so the most likely way to reach the threshold L from the mean M is the
+shift c (L - M) / |c|^2 (none when M is already past L): about half of
+the draws land inside, with nearly equal weights.
 
 The likelihood ratio of a draw is exact: ``log w = log pi_k - log q(k) - a.u
-+ |a|^2 / 2 - s.e + |s|^2 / 2`` (u, e the shifted draws). The cross-entropy
++ |a|^2 / 2 - s . sum_t e_t + h |s|^2 / 2`` (u, e the shifted draws, h days). The cross-entropy
 method picks (c, a, s): draw from the current proposal, keep the elite
 (paths whose margin to the event is at or below its rho-quantile, or inside
 the event once that is reached), and move the proposal to the elite's
@@ -30,7 +45,15 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["Proposal", "derive_seed", "ess", "exponential_tilt", "uniform_of"]
+__all__ = [
+    "Proposal",
+    "condition_log_probability",
+    "derive_seed",
+    "ess",
+    "exponential_tilt",
+    "scored_components",
+    "uniform_of",
+]
 
 DEFENSIVE = 0.1  # share of the prior kept in the component proposal
 _M64 = (1 << 64) - 1
@@ -114,7 +137,9 @@ class Proposal:
     log_prior: np.ndarray  # [K] float64
     log_q: np.ndarray  # [K] float64
     a: np.ndarray  # [L] float64
-    noise: np.ndarray | None  # [horizon, streams] float64, or None (noise untilted)
+    noise: np.ndarray | None  # [streams] float64 (every day), or None (noise untilted)
+    scored: bool = False  # components from scored_components: kept, not re-tilted
+    noise_table: np.ndarray | None = None  # [K, horizon, streams] float32: per component
 
     @property
     def mu(self) -> np.ndarray:
@@ -145,8 +170,18 @@ class Proposal:
         lw = self.log_prior[k] - self.log_q[k] - u @ self.a + 0.5 * self.a @ self.a
         if self.noise is not None:
             s = self.noise
-            lw = lw - np.einsum("mts,ts->m", e, s) + 0.5 * float(np.sum(s * s))
+            lw = lw - e.sum(axis=1) @ s + 0.5 * e.shape[1] * float(s @ s)
+        if self.noise_table is not None:
+            sh = self.noise_table[k].astype(np.float64)
+            lw = lw - np.einsum("mts,mts->m", e, sh) + 0.5 * np.einsum("mts,mts->m", sh, sh)
         return lw
+
+    def noise_shift(self, k: np.ndarray) -> np.ndarray | float:
+        """The mean shift of the noise of scenarios in components k:
+        [m, horizon, streams] (per component), [streams] or 0."""
+        if self.noise_table is not None:
+            return self.noise_table[k]
+        return 0.0 if self.noise is None else self.noise.astype(np.float32)
 
     def update(
         self,
@@ -162,13 +197,61 @@ class Proposal:
         w = np.asarray(w, np.float64) / np.sum(w)
         a = np.clip(smooth * (w @ u) + (1 - smooth) * self.a, -max_shift, max_shift)
         log_q = self.log_q
-        if len(self.log_q) > 1:
+        if len(self.log_q) > 1 and not self.scored:
             target = w @ self.base_mu[k].astype(np.float64)
             tilt = exponential_tilt(self.base_mu, self.log_prior, target)
             q = smooth * np.exp(tilt) + (1 - smooth) * np.exp(self.log_q)
             log_q = np.log((1 - DEFENSIVE) * q + DEFENSIVE * np.exp(self.log_prior))
         noise = self.noise
         if noise is not None:
-            est = np.einsum("m,mts->ts", w, e)
+            est = w @ e.mean(axis=1)
             noise = np.clip(smooth * est + (1 - smooth) * noise, -max_shift, max_shift)
         return dataclasses.replace(self, a=a, log_q=log_q, noise=noise)
+
+
+def _log_ndtr(x: np.ndarray) -> np.ndarray:
+    import torch
+
+    return torch.special.log_ndtr(torch.from_numpy(np.asarray(x, np.float64))).numpy()
+
+
+def condition_log_probability(
+    stat: str, op: str, threshold: float, m: np.ndarray, v: np.ndarray, year_days: int = 252
+) -> np.ndarray:
+    """A Gaussian approximation of log P(condition) per row, from the
+    target's daily log-return means ``m`` and variances ``v`` [rows, days]
+    (independent days): the sum for ``return``, each day for ``worst_day`` /
+    ``best_day``, the reflection principle for ``drawdown``, the mean and
+    variance of the sum of squares for ``vol``. For choosing proposal
+    components only: the weights stay exact whatever it gets wrong."""
+    m, v = np.asarray(m, np.float64), np.maximum(np.asarray(v, np.float64), 1e-30)
+    below = op == "<="
+    if stat in ("return", "drawdown"):
+        level = np.log1p(max(threshold, -1 + 1e-12))
+        z = (level - m.sum(axis=1)) / np.sqrt(v.sum(axis=1))
+        if stat == "drawdown":  # P(min of the partial sums <= level) ~ 2 P(sum <= level)
+            lp = np.minimum(_log_ndtr(z) + np.log(2.0), -1e-12)
+            return lp if below else np.log(-np.expm1(lp))
+        return _log_ndtr(z if below else -z)
+    if stat in ("worst_day", "best_day"):
+        level = np.log1p(max(threshold, -1 + 1e-12))
+        z = (level - m) / np.sqrt(v)  # per day: P(day <= level) = Phi(z)
+        if stat == "worst_day":
+            none = _log_ndtr(-z).sum(axis=1)  # log P(no day at or below)
+            return np.log(-np.expm1(np.minimum(none, -1e-300))) if below else none
+        none = _log_ndtr(z).sum(axis=1)  # log P(no day at or above)
+        return none if below else np.log(-np.expm1(np.minimum(none, -1e-300)))
+    # vol: sum of squares against n * thr^2 / year_days
+    n = m.shape[1]
+    mean = (m * m + v).sum(axis=1)
+    var = (2 * v * v + 4 * m * m * v).sum(axis=1)
+    z = (mean - n * threshold**2 / year_days) / np.sqrt(var)
+    return _log_ndtr(z if not below else -z)
+
+
+def scored_components(log_prior: np.ndarray, log_score: np.ndarray) -> np.ndarray:
+    """Log-probabilities of the proposal over components ∝ pi_k P(event | k)
+    (``log_score``, an approximation), with a share of the prior kept."""
+    s = log_prior + np.maximum(log_score, -700.0)
+    s = s - (s.max() + np.log(np.exp(s - s.max()).sum()))
+    return np.log((1 - DEFENSIVE) * np.exp(s) + DEFENSIVE * np.exp(log_prior))

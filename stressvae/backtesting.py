@@ -261,9 +261,7 @@ class BacktestResult:
 
         if by is None:
             return one(self.metrics)
-        return pd.DataFrame(
-            {k: one(g) for k, g in self.metrics.groupby(by, observed=True)}
-        ).T
+        return pd.DataFrame({k: one(g) for k, g in self.metrics.groupby(by, observed=True)}).T
 
     def contribution_in_tail(self, level: float = 0.99):
         """The mean contribution of each asset (a Series indexed by asset
@@ -327,8 +325,8 @@ def _weighted_summary(m, w: np.ndarray, quantiles: tuple[float, ...]):
         x, wx = x[ok], w[ok]
         mean = float(np.sum(wx * x) / np.sum(wx)) if len(x) else np.nan
         std = float(np.sqrt(np.sum(wx * (x - mean) ** 2) / np.sum(wx))) if len(x) else np.nan
-        row = {"count": int(ok.sum()), "ess": float(np.sum(wx) ** 2 / np.sum(wx * wx)) if len(x) else 0.0,
-               "mean": mean, "std": std}  # fmt: skip
+        ess = float(np.sum(wx) ** 2 / np.sum(wx * wx)) if len(x) else 0.0
+        row = {"count": int(ok.sum()), "ess": ess, "mean": mean, "std": std}
         for q in quantiles:
             row[f"q{q * 100:g}"] = weighted_quantile(x, wx, q)
         rows[col] = row

@@ -332,7 +332,9 @@ def _headline_lines(rep) -> list[str]:
         f"tail      expected shortfall 99%: {-h['es_99']:+.1%} of the total return",
         f"regimes   median Sharpe {h['median_sharpe_calm']:.2f} in calm markets, "
         f"{h['median_sharpe_crisis']:.2f} in crisis",
-    ] + _today_lines(rep) + _given_lines(rep)
+        *_today_lines(rep),
+        *_given_lines(rep),
+    ]
 
 
 def _given_lines(rep) -> list[str]:

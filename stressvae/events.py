@@ -123,6 +123,13 @@ class Event:
     def describe(self) -> str:
         raise NotImplementedError
 
+    def combine_probabilities(self, logp: np.ndarray) -> np.ndarray:
+        """The event's log-probability per row from its conditions'
+        [n, conditions], as if they were independent (& multiplies, |
+        takes the complement of no condition): an approximation for
+        proposals, not an estimate."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------ evaluation
     def statistics(self, returns: np.ndarray) -> np.ndarray:
         """Each condition's statistic per path, float64 [n, conditions]."""
@@ -230,9 +237,7 @@ def _parse_weights(body: str, text: str) -> Any:
             raise ValueError
         return tuple(float(x) for x in items)
     except ValueError:
-        raise ValueError(
-            f"condition {text!r}: weights must be all NAME=W or all numbers"
-        ) from None
+        raise ValueError(f"condition {text!r}: weights must be all NAME=W or all numbers") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,6 +274,9 @@ class Condition(Event):
     def combine(self, values: np.ndarray) -> np.ndarray:
         return np.asarray(values)[:, 0]
 
+    def combine_probabilities(self, logp: np.ndarray) -> np.ndarray:
+        return np.asarray(logp)[:, 0]
+
     def target_name(self) -> str:
         t = self.target
         if isinstance(t, str):
@@ -303,7 +311,9 @@ def _resolve(target: Any, names: list[str]) -> Any:
         w = np.zeros(n)
         for name, value in target:
             if name not in names:
-                raise ValueError(f"unknown asset {name!r} in the weights: the model's assets are {names}")
+                raise ValueError(
+                    f"unknown asset {name!r} in the weights: the model's assets are {names}"
+                )
             w[names.index(name)] = value
     else:
         w = np.asarray(target, np.float64)
@@ -335,10 +345,26 @@ class _Combined(Event):
         stack = np.stack(cols, axis=1)
         return stack.max(axis=1) if self.how == "&" else stack.min(axis=1)
 
+    def combine_probabilities(self, logp: np.ndarray) -> np.ndarray:
+        logp = np.asarray(logp, np.float64)
+        cols, at = [], 0
+        for p in self.parts:
+            k = len(p.conditions())
+            cols.append(p.combine_probabilities(logp[:, at : at + k]))
+            at += k
+        stack = np.stack(cols, axis=1)
+        if self.how == "&":
+            return stack.sum(axis=1)
+        none = np.log1p(-np.exp(np.minimum(stack, -1e-12))).sum(axis=1)  # log P(no part)
+        return np.log(-np.expm1(np.minimum(none, -1e-300)))
+
     def describe(self) -> str:
         inner = [p.describe() for p in self.parts]
         if self.how == "&":
-            inner = [f"({x})" if isinstance(p, _Combined) else x for p, x in zip(self.parts, inner)]
+            inner = [
+                f"({x})" if isinstance(p, _Combined) else x
+                for p, x in zip(self.parts, inner, strict=True)
+            ]
         return f" {self.how} ".join(inner)
 
 

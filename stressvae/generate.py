@@ -944,7 +944,9 @@ class ScenarioGenerator:
             )
         tail = arr[-(self.window + 1) :]
         if not np.all(np.isfinite(tail)) or np.any(tail <= 0):
-            raise ValueError("the latest prices must be finite and > 0 (no gaps in the last window)")
+            raise ValueError(
+                "the latest prices must be finite and > 0 (no gaps in the last window)"
+            )
         return np.diff(np.log(tail), axis=0).astype(np.float32), last
 
     def today_plan(self, n: int, prices: Any = None) -> ScenarioPlan:
@@ -1057,11 +1059,14 @@ class ScenarioGenerator:
             paths fit in one window).
         tilt: what the importance-sampling proposal moves: ``"latent"`` (the
             prior's components and the latent draw; the paths come from the
-            native fused decoder), ``"latent+noise"`` (also the mean of each
-            day's noise streams: assets' own and common factors; the decoder
-            then runs in torch on the native noise streams), ``"auto"``:
-            latent for an MLP decoder, latent+noise for a recurrent one,
-            whose latent carries little (its paths are driven by the noise).
+            native fused decoder), ``"latent+noise"`` (also the mean of the
+            noise streams: assets' own and common factors; the decoder then
+            runs in torch on the native noise streams, shifted), ``"auto"``:
+            latent+noise for a recurrent decoder (its latent carries little:
+            its paths are driven by the noise) and for an MLP decoder when
+            the event is one total return or drawdown (each component's
+            noise moves to the event's dominating point, computed, not
+            searched), latent otherwise.
         search: proposal draws per cross-entropy iteration; rho: the elite
             share; max_iterations: iterations before giving up.
         max_draws: proposal draws allowed for the n scenarios (default 200 n);
@@ -1090,7 +1095,7 @@ class ScenarioGenerator:
                 "(ScenarioVAE(decoder='gru'))"
             )
         if tilt == "auto":
-            tilt = "latent+noise" if self.recurrent else "latent"
+            tilt = self._auto_tilt(bound)
         if tilt not in ("latent", "latent+noise"):
             raise ValueError(f"tilt must be 'auto', 'latent' or 'latent+noise', got {tilt!r}")
         if tilt == "latent+noise" and self.model.likelihood != "gaussian":
@@ -1107,7 +1112,26 @@ class ScenarioGenerator:
             bound, event, prop, scales, rows, seed, n, h, tilt, max_draws, drift, progress
         )
 
-    def _prior_proposal(self, horizon: int, tilt: str) -> _importance.Proposal:
+    def _auto_tilt(self, event: Any) -> str:
+        """latent+noise for a recurrent decoder (its latent carries little)
+        and for an MLP with noise when the event is one total return or
+        drawdown (the noise goes to the event's dominating point); else latent."""
+        if self.model.likelihood != "gaussian":
+            return "latent"
+        if self.recurrent:
+            return "latent+noise"
+        conds = event.conditions()
+        one = len(conds) == 1 and conds[0].stat in ("return", "drawdown")
+        if one and not (conds[0].stat == "drawdown" and conds[0].op == ">="):
+            return "latent+noise"
+        return "latent"
+
+    def _prior_proposal(
+        self, horizon: int, tilt: str, event: Any = None, drift: str = "keep"
+    ) -> _importance.Proposal:
+        """The search's start: the prior itself, or (an MLP model with a
+        mixture prior, given the event) components chosen ∝ prior x an
+        approximate P(event | component)."""
         tables = self.model.prior_tables()
         if tables is None:
             z = np.zeros((1, self.latent_dim), np.float32)
@@ -1117,8 +1141,85 @@ class ScenarioGenerator:
         log_prior = np.full(k, -np.log(k))
         noise = None
         if tilt == "latent+noise":
-            noise = np.zeros((horizon, self.n_assets + self.model.factors))
-        return _importance.Proposal(mu, lv, log_prior, log_prior.copy(), np.zeros(self.latent_dim), noise)
+            noise = np.zeros(self.n_assets + self.model.factors)
+        log_q, scored, table = log_prior.copy(), False, None
+        gaussian = self.model.likelihood == "gaussian"
+        if event is not None and not self.recurrent and gaussian and (k > 1 or noise is not None):
+            score, table = self._component_scores(
+                event, mu, horizon, drift, shifts=noise is not None
+            )
+            if k > 1:
+                log_q, scored = _importance.scored_components(log_prior, score), True
+            if table is not None:
+                noise = None  # the per-component dominating point instead
+        return _importance.Proposal(
+            mu, lv, log_prior, log_q, np.zeros(self.latent_dim), noise, scored, table
+        )
+
+    def _component_scores(self, event, mu, horizon, drift, shifts=False):
+        """(log P(event | z = mu_k) per component, approximately: the MLP's
+        daily means and covariances at each component's mean give the
+        target's daily log-return mean and variance (a portfolio's to first
+        order), then :func:`_importance.condition_log_probability`; and with
+        ``shifts``, for an event on one total return or drawdown, each
+        component's noise shift to the event's dominating point [K,
+        horizon, streams] float32, else None)."""
+        import torch
+
+        model = self.model
+        std = model.scaler_std.detach().cpu().double().numpy()
+        center = model.scaler_mean.detach().cpu().double().numpy()
+        shift = self.drift_shift(drift)
+        if shift is not None:
+            center = center + shift
+        conds = event.conditions()
+        targets = []
+        for c in conds:
+            w = np.zeros(self.n_assets)
+            if isinstance(c.resolved, (int, np.integer)):
+                w[int(c.resolved)] = 1.0
+            else:
+                w = np.asarray(c.resolved, np.float64)
+            targets.append(w)
+        out = np.empty((len(mu), len(conds)))
+        linear = shifts and len(conds) == 1 and conds[0].stat in ("return", "drawdown")
+        table = None
+        if linear:
+            table = np.zeros((len(mu), horizon, self.n_assets + model.factors), np.float32)
+            c0 = conds[0]
+            level = np.log1p(max(c0.threshold, -1 + 1e-12))
+            sign = 1.0 if c0.op == "<=" else -1.0
+            if c0.stat == "drawdown" and c0.op == ">=":
+                table = None  # "a drawdown no deeper than": no dominating point to move to
+        step = 1024
+        for s0 in range(0, len(mu), step):
+            with torch.no_grad():
+                z = torch.from_numpy(mu[s0 : s0 + step]).to(model.device)
+                mean, log_scale, *extra = model.decode_scaled(z)
+            mean = mean[:, :horizon].double().cpu().numpy() * std + center
+            var_own = np.exp(2.0 * log_scale[:, :horizon].double().cpu().numpy()) * std**2
+            load = extra[0][:, :horizon].double().cpu().numpy() if extra else None
+            for j, (c, w) in enumerate(zip(conds, targets, strict=True)):
+                m = mean @ w
+                v = var_own @ (w * w)
+                if load is not None:
+                    v = v + np.square(np.einsum("btak,a->btk", load, w * std)).sum(-1)
+                out[s0 : s0 + step, j] = _importance.condition_log_probability(
+                    c.stat, c.op, c.threshold, m, v
+                )
+            if table is not None:  # coefficients of the target's sum on each noise element
+                w = targets[0]
+                coef_e = np.sqrt(var_own) * (w * np.sign(std))  # [b, h, assets] (std > 0)
+                parts = [coef_e]
+                if load is not None:
+                    parts.append(np.einsum("btak,a->btk", load, w * std))
+                coef = np.concatenate(parts, axis=2)
+                total_m = (mean @ w).sum(axis=1)
+                total_v = np.square(coef).sum(axis=(1, 2))
+                gap = sign * (level - total_m)  # < 0: the mean is not yet inside
+                theta = np.where(gap < 0, (level - total_m) / np.maximum(total_v, 1e-30), 0.0)
+                table[s0 : s0 + step] = (coef * theta[:, None, None]).astype(np.float32)
+        return event.combine_probabilities(out), table
 
     def _proposal_draws(self, prop, seed, start, m, horizon, drift):
         """Draws start .. start + m - 1 of a proposal: (returns [m, horizon,
@@ -1127,7 +1228,7 @@ class ScenarioGenerator:
         k = prop.index(ids, seed)
         z = native.sample_latent(prop.mu, prop.logvar, index=k, seed=seed, offset=start)
         u = prop.standard(z, k)
-        if prop.noise is None:
+        if prop.noise is None and prop.noise_table is None:
             plan = ScenarioPlan(1 << 40, prop.mu, prop.logvar, 1.0, prop.index, _NoTags(), "given")
             y = self._run(plan, seed, start, m, horizon, drift, None).returns
             return y, prop.log_weight(u, k, None), u, k, None
@@ -1143,9 +1244,11 @@ class ScenarioGenerator:
         model = self.model
         dev = model.device
         shift = self.drift_shift(drift)
-        s = prop.noise.astype(np.float32)
 
         def block(s0: int, b: int) -> np.ndarray:
+            ids = np.arange(s0, s0 + b, dtype=np.int64)
+            kb = prop.index(ids, seed)
+            s = prop.noise_shift(kb)
             if self.recurrent:
                 eps, _ = native.rollout_noise(
                     b, horizon, self.n_assets, self.latent_dim, seed=seed, offset=s0,
@@ -1157,7 +1260,7 @@ class ScenarioGenerator:
                     b, self.window, self.n_assets, seed=seed, offset=s0, factors=model.factors
                 )
                 eps[:, :horizon] += s
-            zb = zs(s0, b)
+            zb = zs(s0, b, kb)
             with torch.no_grad():
                 zt = torch.from_numpy(zb).to(dev)
                 et = torch.from_numpy(eps).to(dev)
@@ -1176,13 +1279,10 @@ class ScenarioGenerator:
             out[:, :, self.n_assets :] = eps[:, :horizon]
             return out
 
-        def zs(s0: int, b: int) -> np.ndarray:
+        def zs(s0: int, b: int, kb: np.ndarray) -> np.ndarray:
             if start <= s0 and s0 + b <= start + m:
                 return z[s0 - start : s0 - start + b]
-            ids = np.arange(s0, s0 + b, dtype=np.int64)
-            return native.sample_latent(
-                prop.mu, prop.logvar, index=prop.index(ids, seed), seed=seed, offset=s0
-            )
+            return native.sample_latent(prop.mu, prop.logvar, index=kb, seed=seed, offset=s0)
 
         both = self._aligned(start, m, block)
         y = np.ascontiguousarray(both[:, :, : self.n_assets])
@@ -1191,7 +1291,7 @@ class ScenarioGenerator:
     def _search(self, event, seed, horizon, tilt, m, rho, max_iterations, drift):
         """The cross-entropy search for a proposal: (proposal, the conditions'
         scales, one row per iteration)."""
-        prop = self._prior_proposal(horizon, tilt)
+        prop = self._prior_proposal(horizon, tilt, event, drift)
         scales, rows, best, reached = None, [], np.inf, 0
         for it in range(max_iterations):
             s_it = _importance.derive_seed(seed, it + 1)
@@ -1243,7 +1343,9 @@ class ScenarioGenerator:
             return f"{best * scales[0] * 100:.3g} percentage points"
         return f"{best:.3g} spreads (the conditions' standard deviations under the model)"
 
-    def _given_draws(self, bound, event, prop, scales, rows, seed, n, h, tilt, max_draws, drift, progress):
+    def _given_draws(
+        self, bound, event, prop, scales, rows, seed, n, h, tilt, max_draws, drift, progress
+    ):
         import pandas as pd
 
         from ._progress import progress_bar

@@ -795,9 +795,7 @@ class StressReport:
         if "engine" in meta:  # reports saved before the backend was named so
             meta["backend"] = meta.pop("engine")
         fields = {f.name for f in dataclasses.fields(cls)} - set(frames)
-        optional = {
-            "realism_html", "correlations", "contributions", "portfolio", "today", "given"
-        }
+        optional = {"realism_html", "correlations", "contributions", "portfolio", "today", "given"}
         missing = sorted(fields - optional - set(meta))
         unknown = sorted(set(meta) - fields)
         if missing or unknown:

@@ -6,12 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import bits
 
 import stressvae as sv
 from stressvae.backtesting import loss_risk
 from stressvae.events import Event, statistic
-
-from conftest import bits
 
 
 # ------------------------------------------------------------------ events
@@ -38,9 +37,13 @@ def _stat_by_hand(r: np.ndarray, stat: str, w: np.ndarray) -> np.ndarray:
 def test_statistics_match_a_path_by_path_computation(rng, stat):
     r = (rng.standard_normal((40, 13, 3)) * 0.03).astype(np.float32)
     w = rng.dirichlet(np.ones(3))
-    np.testing.assert_allclose(statistic(r, stat, w), _stat_by_hand(r, stat, w), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        statistic(r, stat, w), _stat_by_hand(r, stat, w), rtol=1e-9, atol=1e-12
+    )
     one = np.eye(3)[1]
-    np.testing.assert_allclose(statistic(r, stat, 1), _stat_by_hand(r, stat, one), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        statistic(r, stat, 1), _stat_by_hand(r, stat, one), rtol=1e-9, atol=1e-12
+    )
 
 
 def test_parse_targets_combinations_and_describe():
@@ -144,7 +147,7 @@ def test_given_matches_rejection_sampling(request, decoder):
         _wquantile(s2, hit.weights, qs), np.quantile(st[inside], qs), rtol=0.08, atol=0.004
     )
     assert hit.tags["set"].iloc[0] == "given"
-    assert hit.tilt == ("latent" if decoder == "mlp" else "latent+noise")
+    assert hit.tilt == "latent+noise"  # auto: the GRU, and an MLP with a return event
 
 
 def test_given_is_a_prefix_and_reproducible(mlp_gen, gru_gen):
@@ -160,8 +163,9 @@ def test_given_is_a_prefix_and_reproducible(mlp_gen, gru_gen):
 def test_given_latent_draws_are_the_native_decoders(mlp_gen):
     """With the latent tilted only, what-if paths are the native fused
     decoder's: each equals the plain generator path of its latent draw."""
-    hit = mlp_gen.given("SP500:return<=-5%", n=50, seed=5, horizon=16)
+    hit = mlp_gen.given("SP500:return<=-5%", n=50, seed=5, horizon=16, tilt="latent")
     assert hit.tilt == "latent"
+    assert mlp_gen.given("SP500:vol>=30%", n=50, seed=5, horizon=16).tilt == "latent"
     # the same proposal's noise tilted by zero runs the torch decoder on the
     # native noise streams: the same paths within float32 tolerance
     prop = mlp_gen._prior_proposal(16, "latent+noise")
@@ -320,3 +324,36 @@ def test_stress_report_has_the_from_today_fan(gru_gen, tiny_data, tmp_path):
     assert rep.given["ess"] == pytest.approx(hit.ess) and "What if" in html
     assert rep.quantiles().loc[("given", "total_return"), "q50"] <= -0.06
     assert sv.StressReport.load(tmp_path / "rep").given == rep.given
+
+
+def test_dominating_point_on_a_factor_model():
+    """Two assets with a common factor, an event on the equal-weight
+    portfolio: the computed proposal (components scored, each one's noise
+    moved to the event's dominating point) puts a large share of its draws
+    inside, and its weighted estimates agree with plain sampling."""
+    prices = sv.load_dataset("sp500_nasdaq").loc[:"2012-12-31"]
+    data = sv.WindowData.from_prices(prices, window=16)
+    torch.manual_seed(0)
+    model = sv.ScenarioVAE(window=16, n_assets=2, latent_dim=4, hidden_dims=(32,))
+    assert model.factors == 1
+    sv.Trainer(max_epochs=4, seed=0, progress=False).fit(model, data)
+    gen = sv.ScenarioGenerator(model, data, device="cpu")
+    ev = Event.parse("ew:return<=-9%").bind(gen.asset_names)
+    plain = gen.sample(200_000, seed=1, horizon=10)
+    st = ev.statistics(plain.returns)[:, 0]
+    inside = st <= -0.09
+    p = inside.mean()
+    assert 2e-4 < p < 0.02
+    hit = gen.given(ev, n=3000, seed=4, horizon=10)
+    assert hit.tilt == "latent+noise"
+    assert hit.search["inside"].iloc[-1] > 0.25  # the prior puts p inside
+    assert hit.ess > 0.3 * len(hit)
+    se = np.sqrt(p * (1 - p) / len(st))
+    assert abs(hit.probability - p) < 0.15 * p + 4 * se
+    others = np.expm1(hit.returns[:, :, 1].astype(np.float64).sum(axis=1))
+    real = np.expm1(plain.returns[inside][:, :, 1].astype(np.float64).sum(axis=1))
+    np.testing.assert_allclose(
+        _wquantile(others, hit.weights, [0.25, 0.5, 0.75]),
+        np.quantile(real, [0.25, 0.5, 0.75]),
+        atol=0.01,
+    )
