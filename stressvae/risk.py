@@ -343,8 +343,9 @@ class _Garch:
     days), variance filtered day by day with the current parameters.
 
     ``filtered=True`` (FHS): draws are mu + sigma_t z with z the
-    standardized residuals up to the day before (1 day: their quantile grid
-    at (k + 0.5) / n; h days: z bootstrapped through the variance recursion).
+    standardized residuals up to the day before (1 day: VaR / ES exact over
+    all of them, the draws their quantile grid at (k + 0.5) / n for the Z2
+    test; h days: z bootstrapped through the variance recursion).
     ``filtered=False`` (parametric): 1 day, exact t VaR / ES (draws: the t
     quantile grid); h days, unit-variance t innovations simulated through
     the recursion."""
@@ -451,21 +452,24 @@ class _Garch:
                 out[h] = _compound(r, h)
         return out
 
-    def exact(self, i: int, level: float) -> tuple[float, float] | None:
-        """The parametric model's 1-day VaR and ES (t quantile and t tail
-        mean); None for FHS (its draws are used)."""
+    def exact(self, i: int, level: float) -> tuple[float, float]:
+        """The 1-day VaR and ES, exactly: FHS, those of mu + sigma_i z over
+        the standardized residuals z up to the day before (not of the n-point
+        grid); parametric, the t quantile and t tail mean."""
+        p, alpha = self.p, 1.0 - level
+        sigma = math.sqrt(self.s2[i])
         if self.filtered:
-            return None
+            var_z, es_z = empirical_var_es(self.z[1:i], level)
+            return (sigma * var_z - p["mu"]) / GARCH_SCALE, (sigma * es_z - p["mu"]) / GARCH_SCALE
         from scipy.stats import t as student
 
-        p, alpha = self.p, 1.0 - level
         key = ("tail", level, p["nu"])
         if key not in self._cache:
             q = float(student.ppf(alpha, p["nu"]))
             tail = (p["nu"] + q * q) / (p["nu"] - 1.0) * float(student.pdf(q, p["nu"])) / alpha
             self._cache[key] = q, tail
         q, tail = self._cache[key]
-        sigma = math.sqrt(self.s2[i]) * self._std_t()
+        sigma *= self._std_t()
         return -(p["mu"] + sigma * q) / GARCH_SCALE, -(p["mu"] - sigma * tail) / GARCH_SCALE
 
 
@@ -827,8 +831,8 @@ def var_backtest(
                         )
                     draws[(m, h)].append(d.astype(np.float32))
                     for lv in levels:
-                        ex = f.exact(i, lv) if (f.exact is not None and h == 1) else None
-                        v, e = ex if ex is not None else empirical_var_es(d, lv)
+                        exact = f.exact is not None and h == 1
+                        v, e = f.exact(i, lv) if exact else empirical_var_es(d, lv)
                         risk[(m, h, lv)][0].append(v)
                         risk[(m, h, lv)][1].append(e)
             bar.update(1)
