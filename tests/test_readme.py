@@ -31,6 +31,7 @@ SMALLER = [
 ]
 # and per page, after SMALLER: the GRU trains and rolls out day by day
 PAGE_SMALLER = {
+    "var_backtest.md": [('end="2018-12-31")', 'end="2013-04-30", n=200)')],
     "recurrent.md": [
         ("max_epochs=3", "max_epochs=1"),
         ("10_000", "1_000"),
@@ -121,6 +122,13 @@ def _whatif(ns: dict, folder: Path) -> None:
     assert ns["nxt"].returns.shape == (100_000, 21, 1)
 
 
+def _var_backtest(ns: dict, folder: Path) -> None:
+    vb = ns["vb"]
+    assert set(vb.table["model"]) == {"vae", "hs", "fhs_gjr", "garch_t"}
+    assert str(vb.forecasts.index[0].date()) == "2013-01-02" and len(vb.forecasts) > 70
+    assert (folder / "var.png").exists()
+
+
 def _native(ns: dict, folder: Path) -> None:
     assert ns["z"].shape == (50_000, 16)
 
@@ -136,6 +144,7 @@ EXPECT = {
     "native.md": _native,
     "portfolios.md": _portfolios,
     "whatif.md": _whatif,
+    "var_backtest.md": _var_backtest,
 }
 
 
