@@ -277,8 +277,9 @@ def _aligned_matmul(
     single-threaded: for callers that run in threads themselves)."""
 
     def product(a: np.ndarray, dst: np.ndarray) -> None:
-        if blas:
-            np.matmul(a, mt, out=dst)
+        if blas:  # float64 BLAS, rounded once: the float32 bits do not depend on how many
+            # threads split the product (sgemm's did on an AVX2 EPYC: 1 vs 2 threads differed)
+            dst[...] = np.matmul(a.astype(np.float64), mt.astype(np.float64))
         else:
             np.einsum("ij,jk->ik", a, mt, out=dst, optimize=False)
 
