@@ -335,24 +335,22 @@ class _Combined(Event):
     def bind(self, asset_names: list[str]) -> _Combined:
         return _Combined(self.how, tuple(p.bind(asset_names) for p in self.parts))
 
-    def combine(self, values: np.ndarray) -> np.ndarray:
-        values = np.asarray(values)
+    def _per_part(self, values: np.ndarray, method: str) -> np.ndarray:
+        """[n, parts]: each part's ``method`` applied to its own columns of
+        the per-condition ``values`` [n, conditions]."""
         cols, at = [], 0
         for p in self.parts:
             k = len(p.conditions())
-            cols.append(p.combine(values[:, at : at + k]))
+            cols.append(getattr(p, method)(values[:, at : at + k]))
             at += k
-        stack = np.stack(cols, axis=1)
+        return np.stack(cols, axis=1)
+
+    def combine(self, values: np.ndarray) -> np.ndarray:
+        stack = self._per_part(np.asarray(values), "combine")
         return stack.max(axis=1) if self.how == "&" else stack.min(axis=1)
 
     def combine_probabilities(self, logp: np.ndarray) -> np.ndarray:
-        logp = np.asarray(logp, np.float64)
-        cols, at = [], 0
-        for p in self.parts:
-            k = len(p.conditions())
-            cols.append(p.combine_probabilities(logp[:, at : at + k]))
-            at += k
-        stack = np.stack(cols, axis=1)
+        stack = self._per_part(np.asarray(logp, np.float64), "combine_probabilities")
         if self.how == "&":
             return stack.sum(axis=1)
         none = np.log1p(-np.exp(np.minimum(stack, -1e-12))).sum(axis=1)  # log P(no part)

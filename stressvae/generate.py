@@ -1209,7 +1209,7 @@ class ScenarioGenerator:
                 )
             if table is not None:  # coefficients of the target's sum on each noise element
                 w = targets[0]
-                coef_e = np.sqrt(var_own) * (w * np.sign(std))  # [b, h, assets] (std > 0)
+                coef_e = np.sqrt(var_own) * w  # [b, h, assets]: exp(ls) * std * w
                 parts = [coef_e]
                 if load is not None:
                     parts.append(np.einsum("btak,a->btk", load, w * std))
