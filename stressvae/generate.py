@@ -609,12 +609,21 @@ class ScenarioGenerator:
         )  # fmt: skip
         with torch.no_grad():
             x = self.model.rollout_scaled(z, horizon, eps, phi=phi, eta=eta)
-            y = x * self.model.scaler_std + self.model.scaler_mean
-            if shift is not None:
-                y = y + torch.from_numpy(shift).to(dev)
-            if demean:
-                y = y - y.double().mean(dim=1, keepdim=True).float()
+            y = self._unscale(x, shift, demean)
         return y.cpu().numpy()
+
+    def _unscale(self, x: Any, shift: np.ndarray | None, demean: bool) -> Any:
+        """The native epilogue in torch, for the torch decoder paths:
+        standardized x -> data units, plus the drift shift, demeaned per
+        path when asked."""
+        import torch
+
+        y = x * self.model.scaler_std + self.model.scaler_mean
+        if shift is not None:
+            y = y + torch.from_numpy(shift).to(y.device)
+        if demean:
+            y = y - y.double().mean(dim=1, keepdim=True).float()
+        return y
 
     def _device_tables(self, plan: ScenarioPlan, dev: Any) -> tuple[Any, Any]:
         """The plan's (mu, logvar) tables on the GPU, copied once per plan."""
@@ -673,11 +682,7 @@ class ScenarioGenerator:
                 )  # fmt: skip
                 x = x + torch.exp(log_scale.reshape(rows, -1)) * eps
             x = x.reshape(rows, self.window, self.n_assets)
-            y = x * self.model.scaler_std + self.model.scaler_mean
-            if shift is not None:
-                y = y + torch.from_numpy(shift).to(dev)
-            if demean:
-                y = y - y.double().mean(dim=1, keepdim=True).float()
+            y = self._unscale(x, shift, demean)
         return y.cpu().numpy()
 
     def _chunks(
@@ -1024,11 +1029,7 @@ class ScenarioGenerator:
                 zt = torch.from_numpy(z).to(dev)
                 state = model.warm_scaled(zt, x_real.expand(b, -1, -1))
                 x = model.rollout_scaled(zt, horizon, torch.from_numpy(eps).to(dev), state=state)
-                y = x * model.scaler_std + model.scaler_mean
-                if shift is not None:
-                    y = y + torch.from_numpy(shift).to(dev)
-                if drift == "zero":
-                    y = y - y.double().mean(dim=1, keepdim=True).float()
+                y = self._unscale(x, shift, drift == "zero")
             return y.cpu().numpy()
 
         if m == 0:
@@ -1269,11 +1270,7 @@ class ScenarioGenerator:
                 else:
                     mean, log_scale, *extra = model.decode_scaled(zt)
                     x = model.observation.draw(mean, log_scale, et, *extra)[:, :horizon]
-                y = x * model.scaler_std + model.scaler_mean
-                if shift is not None:
-                    y = y + torch.from_numpy(shift).to(dev)
-                if drift == "zero":
-                    y = y - y.double().mean(dim=1, keepdim=True).float()
+                y = self._unscale(x, shift, drift == "zero")
             out = np.empty((b, horizon, self.n_assets + eps.shape[2]), np.float32)
             out[:, :, : self.n_assets] = y.cpu().numpy()
             out[:, :, self.n_assets :] = eps[:, :horizon]
